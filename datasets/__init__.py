@@ -1,0 +1,2 @@
+"""Paired image sources, layouts, synthesizers and paired transforms (installed as
+pan_cli.datasets)."""

@@ -1,0 +1,147 @@
+"""Image files in and out: the one module that touches image formats.
+
+Pillow decodes (torchvision.io's decoders are deprecated from 0.29 and reject 16-bit PNG);
+grey, palette, RGBA and 16-bit files become the 8-bit channels the network takes. Writes are
+atomic: a temporary file in the same folder, then a rename.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pan_cli.errors import PanError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+WRITE_FORMATS = {"png": "PNG", "jpg": "JPEG"}
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class ImageReadError(PanError):
+    """An image file that cannot be used, with its path and the reason."""
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Every image below `folder`, recursively, in a stable order."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p))
+
+
+def _to_uint8(image: Image.Image) -> np.ndarray:
+    """16-bit and 32-bit integer modes are scaled (Pillow's own convert would clip them)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        return np.clip(np.rint(array * (255.0 / top)), 0, 255).astype(np.uint8)
+    if image.mode == "F":
+        return np.clip(np.rint(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
+    return np.asarray(image.convert("L"))
+
+
+def read_image(path: Path, channels: int = 3, max_pixels: int | None = None) -> torch.Tensor:
+    """Read `path` as a uint8 CHW tensor with `channels` (1 or 3) channels.
+
+    Raises ImageReadError naming the file for a missing, empty, non-image, truncated or
+    too-large file."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageReadError(f"{path}: empty file (0 bytes)")
+        with Image.open(path) as image, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise ImageReadError(
+                    f"{path}: {image.width}x{image.height} is over the limit of {max_pixels} pixels"
+                )
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            high_bit = image.mode in ("I;16", "I;16B", "I;16L", "I", "F")
+            if channels == 1:
+                array = _to_uint8(image)[..., None]
+            elif channels == 3 and high_bit:
+                array = np.repeat(_to_uint8(image)[..., None], 3, axis=2)
+            elif channels == 3:
+                array = np.asarray(image.convert("RGB"))  # palette, grey, RGBA (alpha dropped)
+            else:
+                raise ValueError(f"channels must be 1 or 3, not {channels}")
+    except ImageReadError:
+        raise
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image file (or a format Pillow cannot read)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageReadError(f"{path}: too many pixels (a decompression bomb?)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"{path}: cannot decode image ({exc})") from None
+    return torch.from_numpy(np.array(array, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the file's header, without decoding the pixels."""
+    try:
+        with Image.open(path) as image:
+            width, height = ImageOps.exif_transpose(image).size if _rotated(image) else image.size
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image file (or a format Pillow cannot read)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"{path}: cannot read image header ({exc})") from None
+    return height, width
+
+
+def _rotated(image: Image.Image) -> bool:
+    return image.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap W and H
+
+
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float CHW -> uint8 CHW, rounded as pix2pix-style tools save their outputs."""
+    return ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def to_float(image: torch.Tensor) -> torch.Tensor:
+    """uint8 CHW -> float32 CHW in [-1, 1]."""
+    return image.float().div(127.5).sub(1.0)
+
+
+def atomic_write(path: Path, write: Callable) -> None:
+    """Call write(file) on a temporary file beside `path`, then rename it over `path`.
+
+    An interrupted write leaves `path` as it was (absent or the previous complete file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_image(path: Path, image: torch.Tensor, fmt: str | None = None) -> None:
+    """Write a uint8 CHW tensor (1 or 3 channels) atomically; format from `fmt` or the suffix."""
+    path = Path(path)
+    fmt = fmt or path.suffix.lower().lstrip(".").replace("jpeg", "jpg")
+    if fmt not in WRITE_FORMATS:
+        raise PanError(f"{path}: cannot write format {fmt!r}; use one of {sorted(WRITE_FORMATS)}")
+    array = image.permute(1, 2, 0).cpu().numpy()
+    pil = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+    options = {"quality": 95} if fmt == "jpg" else {}
+    atomic_write(path, lambda handle: pil.save(handle, format=WRITE_FORMATS[fmt], **options))

@@ -1,0 +1,103 @@
+"""Finding image pairs on disk, whatever layout a user's data folder has.
+
+Understood layouts, each either directly in the data folder or under train/ val/ test/:
+- folders: A/ + B/ (or input/ + target/) holding files with matching names (any suffix),
+  matched by relative path, so nested subfolders work;
+- aligned: pix2pix files with A and B side by side in one image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pan_cli.datasets.images import is_image_path, list_images
+
+from pan_cli.errors import PanError
+
+FOLDER_PAIRS = (("A", "B"), ("input", "target"))
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Pair:
+    a: Path
+    b: Path | None  # None: `a` holds A|B side by side
+    name: str  # relative name without suffix, for reports and outputs
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+    kind: str  # "folders" or "aligned"
+    splits: tuple[str, ...]  # () when the pairs sit directly in root
+    folders: tuple[str, str] | None = None
+
+    def describe(self) -> str:
+        what = (f"paired folders {self.folders[0]}/ + {self.folders[1]}/" if self.kind == "folders"
+                else "side-by-side A|B images")
+        where = f" in splits {', '.join(self.splits)}" if self.splits else ""
+        return f"{self.root}: {what}{where}"
+
+    def split_dir(self, split: str) -> Path:
+        if not self.splits:
+            return self.root
+        if split not in self.splits:
+            raise PanError(f"{self.root} has no {split}/ split (it has {', '.join(self.splits)})")
+        return self.root / split
+
+
+def _kind_of(folder: Path) -> tuple[str, tuple[str, str] | None] | None:
+    for a, b in FOLDER_PAIRS:
+        if (folder / a).is_dir() and (folder / b).is_dir():
+            return "folders", (a, b)
+    if any(p.is_file() and is_image_path(p) for p in folder.iterdir()):
+        return "aligned", None
+    return None
+
+
+def detect_layout(root: Path) -> Layout:
+    root = Path(root)
+    if not root.exists():
+        raise PanError(f"data folder {root} does not exist")
+    if not root.is_dir():
+        raise PanError(f"{root} is not a folder")
+    splits = tuple(s for s in SPLITS if (root / s).is_dir())
+    found = _kind_of(root / splits[0]) if splits else _kind_of(root)
+    if found is None:
+        where = root / splits[0] if splits else root
+        raise PanError(
+            f"no image pairs in {where}: expected A/ and B/ (or input/ and target/) folders, "
+            "side-by-side A|B images, or train/ val/ test/ splits of either"
+        )
+    kind, folders = found
+    return Layout(root, kind, splits, folders)
+
+
+def _by_name(folder: Path) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for path in list_images(folder):
+        name = path.relative_to(folder).with_suffix("").as_posix()
+        if name in out:
+            raise PanError(f"two files in {folder} share the name {name!r}: {out[name].name} and {path.name}")
+        out[name] = path
+    return out
+
+
+def find_pairs(layout: Layout, split: str = "train") -> list[Pair]:
+    """The pairs of one split, in a stable order. Raises on an empty split or a file with no
+    partner, naming the file."""
+    folder = layout.split_dir(split)
+    if layout.kind == "aligned":
+        pairs = [Pair(p, None, p.stem) for p in sorted(folder.iterdir())
+                 if p.is_file() and is_image_path(p)]
+    else:
+        a_dir, b_dir = (folder / name for name in layout.folders)
+        a_files, b_files = _by_name(a_dir), _by_name(b_dir)
+        for name in sorted(set(a_files) ^ set(b_files)):
+            have, lack = (a_files[name], b_dir) if name in a_files else (b_files[name], a_dir)
+            raise PanError(f"{have} has no partner in {lack}/ (expected a file named {name}.*)")
+        pairs = [Pair(a_files[n], b_files[n], n) for n in sorted(a_files)]
+    if not pairs:
+        raise PanError(f"no images in {folder}")
+    return pairs

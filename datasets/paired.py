@@ -1,0 +1,115 @@
+"""Paired training samples: (input, target) float tensors in [-1, 1], CHW, augmented together.
+
+Randomness is a pure function of (seed, position in the sample stream): batch k of a run
+is the same whether the run went straight through or was stopped and resumed, and
+whatever the number of DataLoader workers.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+from pan_cli.datasets.images import ImageReadError, image_size, read_image, to_float
+from pan_cli.datasets.layout import Pair
+from torch.utils.data import Dataset, Sampler
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from pan_cli.config import RunConfig
+from pan_cli.errors import PanError
+
+
+def paired_transform(crop: int, load_size: int = 0, flip: bool = True) -> v2.Compose:
+    """Resize (shorter side to load_size), then one random crop and flip shared by both images:
+    torchvision v2 draws one set of parameters per call for every tv_tensors.Image in it."""
+    steps: list[v2.Transform] = []
+    if load_size:
+        steps.append(v2.Resize(load_size, antialias=True))
+    steps.append(v2.RandomCrop(crop))
+    if flip:
+        steps.append(v2.RandomHorizontalFlip())
+    return v2.Compose(steps)
+
+
+def load_pair(pair: Pair, direction: str, channels: tuple[int, int] = (3, 3)) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input, target) uint8 images of one pair, in the run's direction."""
+    a_channels, b_channels = channels if direction == "AtoB" else channels[::-1]
+    if pair.b is None:
+        both = read_image(pair.a, max(channels))
+        width = both.shape[2]
+        if width % 2:
+            raise ImageReadError(f"{pair.a}: width {width} is odd, so it cannot hold A|B side by side")
+        a, b = both[:, :, : width // 2], both[:, :, width // 2:]
+        a, b = a[:a_channels], b[:b_channels]
+    else:
+        a, b = read_image(pair.a, a_channels), read_image(pair.b, b_channels)
+        if a.shape[1:] != b.shape[1:]:
+            raise ImageReadError(
+                f"{pair.a} is {a.shape[2]}x{a.shape[1]} but its partner {pair.b} is {b.shape[2]}x{b.shape[1]}"
+            )
+    return (a, b) if direction == "AtoB" else (b, a)
+
+
+class PairedImages(Dataset):
+    """Lazily loaded pairs: each item is read from disk when asked for, never cached."""
+
+    def __init__(self, pairs: Sequence[Pair], config: RunConfig):
+        if not pairs:
+            raise PanError("no image pairs to train on")
+        self.pairs = list(pairs)
+        self.direction = config.direction
+        self.channels = (config.in_channels, config.out_channels)
+        self.crop, self.load_size = config.image_size, config.load_size
+        self.transform = paired_transform(config.image_size, config.load_size, config.flip)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def check_sizes(self) -> None:
+        """Read every header once (no pixels) so a too-small image fails before training."""
+        if self.load_size >= self.crop:
+            return
+        for pair in self.pairs:
+            height, width = image_size(pair.a)
+            if pair.b is None:
+                width //= 2
+            if min(height, width) < self.crop:
+                raise ImageReadError(
+                    f"{pair.a} is {width}x{height}, smaller than the {self.crop}x{self.crop} "
+                    "training crop (use a smaller --image-size)"
+                )
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, seed = key
+        x, y = load_pair(self.pairs[index], self.direction, self.channels)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            x, y = self.transform(tv_tensors.Image(x), tv_tensors.Image(y))
+        return to_float(x.as_subclass(torch.Tensor)), to_float(y.as_subclass(torch.Tensor))
+
+
+class StepBatches(Sampler[list[tuple[int, int]]]):
+    """An endless stream of batches of (dataset index, augmentation seed).
+
+    Position p of the stream takes epoch p // n's shuffled order; batch k is a pure function
+    of (seed, k), so starting at batch `start` continues a stopped run exactly."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, start: int = 0):
+        self.size, self.batch_size, self.seed, self.start = size, batch_size, seed, start
+
+    def _order(self, epoch: int) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return torch.randperm(self.size, generator=generator).tolist()
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        batch, epoch, order = self.start, -1, []
+        while True:
+            keys = []
+            for position in range(batch * self.batch_size, (batch + 1) * self.batch_size):
+                if position // self.size != epoch:
+                    epoch = position // self.size
+                    order = self._order(epoch)
+                keys.append((order[position % self.size], (self.seed << 32) + position))
+            yield keys
+            batch += 1

@@ -1,0 +1,22 @@
+"""The real photos that ship inside scikit-image's wheel: built-in data for demos and tests,
+with no download. Training and held-out sets are disjoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import skimage.data
+import torch
+
+TRAIN_PHOTOS = ("astronaut", "rocket", "stereo_motorcycle", "hubble_deep_field", "immunohistochemistry")
+HELD_OUT_PHOTOS = ("chelsea", "coffee")
+
+
+def builtin_photo(name: str) -> torch.Tensor:
+    """A scikit-image sample photo as a uint8 3xHxW tensor."""
+    image = getattr(skimage.data, name)()
+    if isinstance(image, tuple):  # stereo_motorcycle: (left, right, disparity)
+        image = image[0]
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    return torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1).contiguous()

@@ -1,0 +1,74 @@
+"""D's and T's losses for each objective, as dicts of named terms with the sum under 'total'.
+
+- pan:     D: BCE(D(y), .9) + BCE(D(T(x)), 0) + max(0, m - sum lambda_j P_j)
+           T: GAN term + sum lambda_j P_j (+ lambda_pix * L1 when lambda_pix > 0)
+- pix2pix: D: the same GAN terms; T: GAN term + lambda_pix * L1 (pix2pix uses 100)
+- l1:      no D; T: L1
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from pan_cli.losses.terms import (
+    d_gan_loss,
+    margin_hinge,
+    perceptual_distances,
+    pixel_l1,
+    t_gan_loss,
+    weighted_sum,
+)
+
+from pan_cli.config import RunConfig
+from pan_cli.networks import DOutput
+
+
+def _perceptual_terms(
+    config: RunConfig, real_hidden: Sequence[torch.Tensor], fake_hidden: Sequence[torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    distances = perceptual_distances(real_hidden, fake_hidden)
+    terms = {f"P{j}": p for j, p in enumerate(distances, start=1)}
+    terms["perceptual"] = weighted_sum(distances, config.lambdas)
+    return terms
+
+
+def discriminator_loss(config: RunConfig, real: DOutput, fake: DOutput) -> dict[str, torch.Tensor]:
+    """D's loss. The hinge's gradient flows through both H_j(y) and H_j(T(x)): while the
+    discrepancy is below m, D is pushed to find features where real and output differ more.
+    `fake` must come from a detached T(x) so that no gradient reaches T."""
+    terms = {"gan": d_gan_loss(real.logits, fake.logits, config.real_label)}
+    if config.objective == "pan":
+        terms.update(_perceptual_terms(config, real.hidden, fake.hidden))
+        terms["hinge"] = margin_hinge(terms["perceptual"], config.margin)
+        terms["total"] = terms["gan"] + terms["hinge"]
+    else:
+        terms["total"] = terms["gan"]
+    return terms
+
+
+def transformer_loss(
+    config: RunConfig,
+    output: torch.Tensor,
+    target: torch.Tensor,
+    fake: DOutput | None = None,
+    real_hidden: Sequence[torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """T's loss. `real_hidden` (D's features of the target) is treated as a constant: only
+    H_j(T(x)) carries gradient to T."""
+    terms: dict[str, torch.Tensor] = {"pixel": pixel_l1(output, target)}
+    if config.objective == "l1":
+        terms["total"] = terms["pixel"]
+        return terms
+    if fake is None:
+        raise ValueError(f"objective {config.objective!r} needs D's output on T(x)")
+    terms["gan"] = t_gan_loss(fake.logits, config.gan_form)
+    total = terms["gan"] + config.lambda_pix * terms["pixel"]
+    if config.objective == "pan":
+        if real_hidden is None:
+            raise ValueError("the pan objective needs D's features of the target")
+        real_hidden = [h.detach() for h in real_hidden]
+        terms.update(_perceptual_terms(config, real_hidden, fake.hidden))
+        total = total + terms["perceptual"]
+    terms["total"] = total
+    return terms

@@ -1,0 +1,3 @@
+from pan_cli.cli import main
+
+main()

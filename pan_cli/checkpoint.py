@@ -1,0 +1,68 @@
+"""One-file checkpoints: atomic save, safe load.
+
+A checkpoint holds only tensors and plain Python values (weights, optimiser states, step,
+the run's full config, RNG state, package version), so it loads with weights_only=True
+and a file from a stranger cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pan_cli import __version__
+from pan_cli.config import RunConfig
+from pan_cli.datasets.images import atomic_write
+from pan_cli.errors import PanError
+
+FORMAT = 1
+REQUIRED = ("format", "config", "step", "T")
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write `state` atomically: an interruption leaves the previous file intact."""
+    state = {"format": FORMAT, "pan_version": __version__, **state}
+    atomic_write(Path(path), lambda handle: torch.save(state, handle))
+
+
+def link_latest(step_file: Path, latest: Path) -> None:
+    """Point `latest` at `step_file` atomically (a hard link, else an atomic copy)."""
+    tmp = latest.with_name(f".{latest.name}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(step_file, tmp)
+    except OSError:
+        atomic_write(latest, lambda handle: handle.write(step_file.read_bytes()))
+        return
+    os.replace(tmp, latest)
+
+
+def load_checkpoint(path: Path, task: str | None = None) -> dict[str, Any]:
+    """Load and validate a checkpoint; any problem is one PanError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PanError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).splitlines()[0] if "weights_only" not in str(exc) else (
+            "it holds Python objects other than tensors and plain values, refused for safety")
+        raise PanError(f"{path} is not a loadable pan checkpoint: {reason}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PanError(f"{path} is not a pan checkpoint (truncated or another file type: {first})") from None
+    if not isinstance(state, dict) or any(key not in state for key in REQUIRED):
+        raise PanError(f"{path} is a torch file but not a pan checkpoint (no config/weights)")
+    if state["format"] != FORMAT:
+        raise PanError(f"{path} has checkpoint format {state['format']}; this pan "
+                       f"({__version__}) reads format {FORMAT}")
+    config = RunConfig.from_dict(state["config"])
+    if task is not None and config.task != task:
+        raise PanError(f"{path} is a {config.task!r} checkpoint, not {task!r}")
+    state["config"] = config
+    return state

@@ -1,0 +1,190 @@
+"""The `pan` command line: parses and validates arguments, calls the library, and turns
+errors into one line on stderr. stdout carries data only."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from pan_cli import __version__
+from pan_cli.config import OBJECTIVES
+from pan_cli.datasets.images import WRITE_FORMATS
+from pan_cli.datasets.layout import detect_layout, find_pairs
+from pan_cli.errors import PanError
+from pan_cli.inference import Predictor, collect_jobs, run_inference
+from pan_cli.networks import GENERATORS, build_discriminator, build_generator, count_parameters
+from pan_cli.progress import progress_bar, stderr_console
+from pan_cli.tasks import TASKS, make_config
+from pan_cli.training import EXIT_INTERRUPTED, Interrupted, TrainOptions, pick_device, train
+
+EXIT_PARTIAL = 3  # some inputs failed, the rest were written
+
+
+class Failure(click.ClickException):
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"pan: error: {self.message}", err=True)
+
+
+class PanGroup(click.Group):
+    """Every PanError from any command becomes one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Interrupted as exc:
+            raise Failure(str(exc), EXIT_INTERRUPTED) from None
+        except PanError as exc:
+            raise Failure(str(exc)) from None
+
+
+def _lambdas(ctx, param, value: str | None):
+    if value is None:
+        return None
+    try:
+        weights = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter("give four comma-separated numbers, e.g. 5,1.5,1.5,1") from None
+    if len(weights) != 4:
+        raise click.BadParameter(f"needs 4 weights (D layers 1,4,6,8), got {len(weights)}")
+    return weights
+
+
+@click.group(cls=PanGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pan")
+def cli() -> None:
+    """Perceptual Adversarial Networks for paired image-to-image work."""
+
+
+@cli.command("tasks")
+@click.option("-v", "--verbose", is_flag=True, help="Also show the networks' parameter counts.")
+def tasks_command(verbose: bool) -> None:
+    """List the tasks and their defaults (a table on stdout)."""
+    for name in TASKS:
+        task, config = TASKS[name], make_config(name)
+        line = (f"{name:<14} {task.summary:<38} generator={config.generator} size={config.image_size} "
+                f"objective={config.objective} lambdas={','.join(f'{v:g}' for v in config.lambdas)} "
+                f"margin={config.margin:g} lambda_pix={config.lambda_pix:g} residual={config.residual}")
+        if verbose:
+            line += (f" T_params={count_parameters(build_generator(config))}"
+                     f" D_params={count_parameters(build_discriminator(config))}")
+        click.echo(line)
+
+
+@cli.command("train")
+@click.argument("task", type=click.Choice(list(TASKS)))
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
+@click.option("--steps", type=click.IntRange(min=1), help="T updates in all (each after one D update).")
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--image-size", type=click.IntRange(min=8), help="Training crop size.")
+@click.option("--load-size", type=click.IntRange(min=0), help="Resize the shorter side first (0: no).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True))
+@click.option("--lambdas", callback=_lambdas, help="Perceptual weights for D layers 1,4,6,8.")
+@click.option("--margin", type=click.FloatRange(min=0), help="Margin m of D's hinge.")
+@click.option("--lambda-pix", type=click.FloatRange(min=0), help="Pixel L1 weight.")
+@click.option("--objective", type=click.Choice(OBJECTIVES))
+@click.option("--gan-form", type=click.Choice(["saturating", "non-saturating"]))
+@click.option("--generator", type=click.Choice(list(GENERATORS)))
+@click.option("--residual/--no-residual", default=None, help="Predict a correction: clamp(x + T(x)).")
+@click.option("--ema", type=click.FloatRange(0, 1, max_open=True), help="Weight-average decay (0: off).")
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]))
+@click.option("--paper", is_flag=True, help="The authors' exact settings.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@click.option("--run-dir", type=click.Path(path_type=Path), help="Default: runs/TASK.")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from latest.pt.")
+@click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--sample-every", type=click.IntRange(min=0), default=200, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--keep", type=click.IntRange(min=0), default=3, show_default=True,
+              help="step-N.pt files to keep (0: all).")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="DataLoader worker processes.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+def train_command(task: str, data: Path, steps, batch_size, image_size, load_size, lr, lambdas, margin,
+                  lambda_pix, objective, gan_form, generator, residual, ema, direction, paper, seed,
+                  device, run_dir, resume, log_every, sample_every, checkpoint_every, keep, workers,
+                  quiet) -> None:
+    """Train TASK on the pairs in --data; prints the final checkpoint's path on stdout."""
+    config = make_config(
+        task, paper=paper, batch_size=batch_size, image_size=image_size, load_size=load_size, lr=lr,
+        lambdas=lambdas, margin=margin, lambda_pix=lambda_pix, objective=objective, gan_form=gan_form,
+        generator=generator, residual=residual, ema=ema, direction=direction, seed=seed,
+    )
+    console = stderr_console(quiet)
+    layout = detect_layout(data)
+    pairs = find_pairs(layout, "train")
+    console.print(f"data: {layout.describe()}; {len(pairs)} training pairs", highlight=False)
+    options = TrainOptions(
+        run_dir=run_dir or Path("runs") / task, device=pick_device(device), log_every=log_every,
+        sample_every=sample_every, checkpoint_every=checkpoint_every, keep=keep, workers=workers,
+    )
+    total = steps or config.steps
+    with progress_bar(console) as bar:
+        job = bar.add_task(f"train {task}", total=total, info="")
+
+        def on_step(step: int, scalars: dict[str, float] | None) -> None:
+            info = None
+            if scalars:
+                shown = ("d_total", "t_gan", "t_perceptual", "t_pixel")
+                info = " ".join(f"{k[2:]}={scalars[k]:.3f}" for k in shown if k in scalars)
+            bar.update(job, completed=step, **({"info": info} if info else {}))
+
+        final = train(config, pairs, options, resume=resume, steps=steps, on_step=on_step)
+    console.print(f"done: checkpoint {final}", highlight=False)
+    click.echo(str(final))
+
+
+@cli.command("infer")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--task", required=True, type=click.Choice(list(TASKS)))
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="Default: runs/TASK/latest.pt.")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path))
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@click.option("--format", "fmt", type=click.Choice(sorted(WRITE_FORMATS)), default="png", show_default=True)
+@click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
+              help="A bad input: report it and go on, or stop.")
+@click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=178_956_970, show_default=True,
+              help="Refuse larger images (decompression bombs).")
+@click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="Only data on stdout and errors on stderr.")
+def infer_command(inputs, task, checkpoint, out_dir, batch_size, device, fmt, on_error, overwrite,
+                  max_pixels, workers, quiet) -> None:
+    """Run a trained model over image files, folders, or '-' (paths on stdin).
+
+    Each written path is printed on stdout; outputs keep the inputs' relative paths."""
+    console = stderr_console(quiet)
+    checkpoint = checkpoint or Path("runs") / task / "latest.pt"
+    predictor = Predictor.from_checkpoint(checkpoint, task, pick_device(device))
+    stdin = click.get_text_stream("stdin") if "-" in inputs else ()
+    jobs = collect_jobs(inputs, out_dir, fmt, stdin)
+    with progress_bar(console) as bar:
+        job = bar.add_task(f"infer {task}", total=len(jobs), info="")
+
+        def written(path: Path) -> None:
+            click.echo(str(path))
+            bar.advance(job)
+
+        def failed(message: str) -> None:
+            click.echo(f"pan: skipped {message}" if on_error == "skip" else f"pan: error: {message}", err=True)
+            bar.advance(job)
+
+        summary = run_inference(predictor, jobs, batch_size, workers, on_error, overwrite, max_pixels,
+                                written, failed)
+    rate = len(summary.written) / summary.seconds if summary.seconds else 0.0
+    console.print(f"wrote {len(summary.written)} of {len(jobs)} images to {out_dir} in "
+                  f"{summary.seconds:.1f}s ({rate:.2f} images/s); {len(summary.failed)} failed",
+                  highlight=False)
+    if summary.failed:
+        sys.exit(EXIT_PARTIAL if summary.written and on_error == "skip" else 1)
+
+
+def main() -> None:
+    cli(prog_name="pan")

@@ -1,0 +1,81 @@
+"""RunConfig: the one frozen description of a run.
+
+The CLI builds it, the trainer consumes it, the checkpoint stores it (as a plain dict),
+and inference rebuilds the networks from it. Nothing else carries configuration around.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from pan_cli.errors import PanError
+
+OBJECTIVES = ("pan", "pix2pix", "l1")
+GAN_FORMS = ("saturating", "non-saturating")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    task: str
+    generator: str
+    image_size: int  # training crop (square)
+    load_size: int = 0  # resize the shorter side to this before cropping; 0 = no resize
+    in_channels: int = 3
+    out_channels: int = 3
+    direction: str = "AtoB"  # which side of a pair is the input
+    residual: bool = False  # output = clamp(x + T(x), -1, 1)
+    objective: str = "pan"
+    lambdas: tuple[float, ...] = (5.0, 1.5, 1.5, 1.0)
+    margin: float = 3.0
+    lambda_pix: float = 0.0  # pixel L1 weight added to T's loss (pix2pix uses 100)
+    gan_form: str = "saturating"  # T's GAN term: log(1 - D(T(x))) or -log D(T(x))
+    real_label: float = 0.9  # one-sided label smoothing for D's real target
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    batch_size: int = 4
+    steps: int = 1000  # T updates; each step is one D batch then one T batch
+    flip: bool = True
+    ema: float = 0.0  # decay of the moving average of T's weights used for inference
+    init: str = "dcgan"  # "dcgan": N(0, 0.02); "authors": the authors' Theano init
+    d_first_activation: str = "lrelu"  # "tanh" in the authors' code
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # task-specific settings
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise PanError(f"unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
+        if self.gan_form not in GAN_FORMS:
+            raise PanError(f"unknown GAN form {self.gan_form!r}; choose one of {GAN_FORMS}")
+        if len(self.lambdas) != 4:
+            raise PanError(f"--lambdas needs 4 weights (one per D layer 1,4,6,8), got {len(self.lambdas)}")
+        if self.direction not in ("AtoB", "BtoA"):
+            raise PanError(f"--direction must be AtoB or BtoA, not {self.direction!r}")
+        for name in ("image_size", "batch_size", "steps"):
+            if getattr(self, name) < 1:
+                raise PanError(f"{name.replace('_', '-')} must be at least 1")
+        if not 0.0 <= self.ema < 1.0:
+            raise PanError("--ema must be in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python values only, so a checkpoint loads with weights_only=True."""
+        out = dataclasses.asdict(self)
+        out["lambdas"] = list(self.lambdas)
+        out["betas"] = list(self.betas)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise PanError(f"checkpoint config has settings this version does not know: {unknown}")
+        values = dict(values)
+        for key in ("lambdas", "betas"):
+            if key in values:
+                values[key] = tuple(float(v) for v in values[key])
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)

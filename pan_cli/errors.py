@@ -1,0 +1,16 @@
+"""The one exception type that reaches the user as a single line instead of a traceback."""
+
+from __future__ import annotations
+
+
+class PanError(Exception):
+    """A user error (bad path, unreadable image, wrong checkpoint): shown as one line.
+
+    DataLoader workers re-raise an exception as ``type(exc)(text_with_traceback)``; such a
+    message is cut back to the original line so the user still sees one clear line.
+    """
+
+    def __init__(self, message: str) -> None:
+        if message.startswith("Caught ") and "Original Traceback" in message:
+            message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
+        super().__init__(message)

@@ -1,0 +1,275 @@
+"""The PAN networks: the discriminator D with its four perceptual taps, and the generators T.
+
+Layer tables follow ../shared/DESIGN.md (from the paper and the authors' Theano code).
+Blocks with BatchNorm have no conv bias: BN's shift makes it redundant.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import torch
+from torch import nn
+
+from pan_cli.config import RunConfig
+from pan_cli.errors import PanError
+
+# D: (out channels, stride) of its nine 3x3 convolutions; perceptual taps after layers 1,4,6,8.
+D_LAYERS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 2), (8, 2))
+D_TAPS = (1, 4, 6, 8)
+
+
+class DOutput(NamedTuple):
+    logits: torch.Tensor  # (N,): one logit per image, not a patch map
+    hidden: tuple[torch.Tensor, ...]  # H_1..H_4, the post-activation outputs of layers 1,4,6,8
+
+
+def conv_out_size(size: int, stride: int, kernel: int = 3, padding: int = 1) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+class Discriminator(nn.Module):
+    """D sees only a target or an output image (never the input) and gives one logit."""
+
+    def __init__(self, image_size: int, in_channels: int = 3, first_activation: str = "lrelu"):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels, size = in_channels, image_size
+        for index, (out, stride) in enumerate(D_LAYERS, start=1):
+            if index == 1:  # no BatchNorm; Tanh in the authors' code
+                act = nn.Tanh() if first_activation == "tanh" else nn.LeakyReLU(0.2)
+                block = nn.Sequential(nn.Conv2d(channels, out, 3, stride, 1), act)
+            elif index == len(D_LAYERS):  # no BatchNorm, no activation
+                block = nn.Sequential(nn.Conv2d(channels, out, 3, stride, 1))
+            else:
+                block = nn.Sequential(
+                    nn.Conv2d(channels, out, 3, stride, 1, bias=False),
+                    nn.BatchNorm2d(out),
+                    nn.LeakyReLU(0.2),
+                )
+            layers.append(block)
+            channels, size = out, conv_out_size(size, stride)
+        self.layers = nn.ModuleList(layers)
+        self.fc = nn.Linear(channels * size * size, 1)  # sized from the training image
+        self.image_size = image_size
+
+    def forward(self, image: torch.Tensor) -> DOutput:
+        hidden = []
+        h = image
+        for index, layer in enumerate(self.layers, start=1):
+            h = layer(h)
+            if index in D_TAPS:
+                hidden.append(h)
+        return DOutput(self.fc(h.flatten(1)).squeeze(1), tuple(hidden))
+
+
+def _down(cin: int, cout: int, bn: bool = True, act: bool = True) -> nn.Sequential:
+    """LeakyReLU -> 3x3/2 conv -> BN: the activation leads, so the block's output (pre-activation)
+    is what a skip connection carries, as in the paper's table."""
+    layers: list[nn.Module] = [nn.LeakyReLU(0.2)] if act else []
+    layers.append(nn.Conv2d(cin, cout, 3, 2, 1, bias=not bn))
+    if bn:
+        layers.append(nn.BatchNorm2d(cout))
+    return nn.Sequential(*layers)
+
+
+def _up(cin: int, cout: int) -> nn.Sequential:
+    """4x4/2 transposed conv -> BN (its ReLU comes after the skip concatenation)."""
+    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout))
+
+
+class UNet(nn.Module):
+    """Six 3x3/2 encoder convs, six 4x4/2 decoder deconvs, the first four with mirrored skips."""
+
+    multiple = 64  # six stride-2 stages
+    ENCODER = (64, 128, 256, 512, 512, 512)
+    DECODER = (512, 256, 128, 64)  # these four concatenate encoder outputs 5, 4, 3, 2
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3):
+        super().__init__()
+        enc = self.ENCODER
+        self.encoder = nn.ModuleList(
+            [_down(in_channels, enc[0], bn=False, act=False)]
+            + [_down(enc[i - 1], enc[i]) for i in range(1, len(enc))]
+        )
+        ups, channels = [], enc[-1]
+        for i, out in enumerate(self.DECODER):
+            ups.append(_up(channels, out))
+            channels = out + enc[-2 - i]
+        self.decoder = nn.ModuleList(ups)
+        self.head = nn.Sequential(
+            *_up(channels, 64), nn.ReLU(), nn.ConvTranspose2d(64, out_channels, 4, 2, 1)
+        )
+
+    @property
+    def last(self) -> nn.Module:
+        return self.head[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)
+        h = nn.functional.leaky_relu(skips.pop(), 0.2)
+        for i, block in enumerate(self.decoder):
+            h = torch.relu(torch.cat([block(h), skips[-1 - i]], dim=1))
+        return torch.tanh(self.head(h))
+
+
+def _same(cin: int, cout: int, bn: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, 1, 1, bias=not bn)]
+    if bn:
+        layers.append(nn.BatchNorm2d(cout))
+    return nn.Sequential(*layers)
+
+
+class IDCGAN(nn.Module):
+    """ID-CGAN's de-raining generator: all 3x3 stride-1 layers, additive skips, any image size.
+
+    A stride-1 3x3 'deconvolution' with padding 1 is a convolution, so Conv2d is used for
+    the decoder as well (same function class, faster kernels)."""
+
+    multiple = 1
+    ENCODER = (64, 64, 64, 64, 32, 1)
+    DECODER = (32, 64, 64, 64, 64)
+    SKIPS = {1: 3, 3: 1}  # decoder layer index -> encoder layer index added to its output
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3):
+        super().__init__()
+        enc, dec = self.ENCODER, self.DECODER
+        self.encoder = nn.ModuleList(
+            [_same(in_channels, enc[0], bn=False)] + [_same(enc[i - 1], enc[i]) for i in range(1, 6)]
+        )
+        self.decoder = nn.ModuleList(
+            [_same(enc[-1], dec[0])] + [_same(dec[i - 1], dec[i]) for i in range(1, len(dec))]
+        )
+        self.last = nn.Conv2d(dec[-1], out_channels, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        encoded = []
+        for block in self.encoder:
+            x = block(x)
+            encoded.append(x)  # BN output before the activation: what the skips add
+            x = nn.functional.leaky_relu(x, 0.2)
+        for i, block in enumerate(self.decoder):
+            x = block(x)
+            if i in self.SKIPS:
+                x = x + encoded[self.SKIPS[i]]
+            x = torch.relu(x)
+        return torch.tanh(self.last(x))
+
+
+class ContextEncoder(nn.Module):
+    """Context-Encoder-style inpainting T: a 128x128 context in, the 64x64 centre patch out."""
+
+    multiple = 0  # not fully convolutional: exactly `size` in
+    size = 128
+    patch = 64
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, bottleneck: int = 4000):
+        super().__init__()
+        enc = (64, 64, 128, 256, 512)
+        self.encoder = nn.Sequential(
+            _down(in_channels, enc[0], bn=False, act=False),
+            *[_down(enc[i - 1], enc[i]) for i in range(1, len(enc))],
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(enc[-1], bottleneck, 4, 1, 0, bias=False),  # 4x4 valid -> 1x1
+            nn.BatchNorm2d(bottleneck),
+            nn.LeakyReLU(0.2),
+        )
+        dec = (512, 256, 128, 64)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(bottleneck, dec[0], 4, 1, 0, bias=False),  # 1x1 -> 4x4
+            nn.BatchNorm2d(dec[0]),
+            nn.ReLU(),
+        ]
+        for i in range(1, len(dec)):
+            layers += [*_up(dec[i - 1], dec[i]), nn.ReLU()]
+        layers.append(nn.ConvTranspose2d(dec[-1], out_channels, 4, 2, 1))
+        self.decoder = nn.Sequential(*layers, nn.Tanh())
+
+    @property
+    def last(self) -> nn.Module:
+        return self.decoder[-2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+GENERATORS: dict[str, Callable[..., nn.Module]] = {
+    "unet": UNet,
+    "idcgan": IDCGAN,
+    "context-encoder": ContextEncoder,
+}
+
+
+class Residual(nn.Module):
+    """Global residual (not in the paper): T predicts a correction to its input."""
+
+    def __init__(self, net: nn.Module, out_channels: int):
+        super().__init__()
+        self.net = net
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x[:, : self.out_channels] + self.net(x)).clamp(-1.0, 1.0)
+
+
+def check_size(generator: str, size: int) -> None:
+    """Raise a PanError naming the sizes `generator` can take if it cannot take `size`."""
+    net = GENERATORS[generator]
+    if net.multiple == 0 and size != net.size:
+        raise PanError(f"generator {generator!r} takes exactly {net.size}x{net.size} images, not {size}")
+    if net.multiple > 1 and size % net.multiple:
+        raise PanError(f"generator {generator!r} needs image sizes that are multiples of "
+                       f"{net.multiple} (e.g. {net.multiple * max(1, round(size / net.multiple))}), not {size}")
+
+
+def output_size(config: RunConfig) -> int:
+    """The size of T's output (and of what D sees) for a training crop of config.image_size."""
+    net = GENERATORS[config.generator]
+    return net.patch if net.multiple == 0 else config.image_size
+
+
+def init_weights(module: nn.Module, std: float = 0.02, first_std: float | None = None) -> None:
+    """N(0, std) for conv/linear weights, zero biases; BN scale 1, shift 0 (the authors' Lasagne
+    defaults). `first_std` overrides the std of the first conv (the authors' special cases)."""
+    first = True
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, first_std if (first and first_std) else std)
+            first = False
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def build_generator(config: RunConfig) -> nn.Module:
+    if config.generator not in GENERATORS:
+        raise PanError(f"unknown generator {config.generator!r}; choose one of {sorted(GENERATORS)}")
+    net = GENERATORS[config.generator](config.in_channels, config.out_channels)
+    if config.init == "authors":  # first conv N(0, .05); ID-CGAN's generator N(0, .05) throughout
+        init_weights(net, 0.05 if config.generator == "idcgan" else 0.02, first_std=0.05)
+    else:
+        init_weights(net)
+    if not config.residual:
+        return net
+    if net.multiple == 0:
+        raise PanError(f"--residual needs a generator whose output is its input's size, "
+                       f"not {config.generator!r}")
+    # Zero the last layer so a residual T starts as the exact identity: training then only
+    # has to learn the correction, and step 0 already scores the input's PSNR.
+    nn.init.zeros_(net.last.weight)
+    return Residual(net, config.out_channels)
+
+
+def build_discriminator(config: RunConfig) -> Discriminator:
+    net = Discriminator(output_size(config), config.out_channels, config.d_first_activation)
+    init_weights(net, first_std=0.5 if config.init == "authors" else None)
+    return net
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

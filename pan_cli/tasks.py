@@ -1,0 +1,132 @@
+"""The task registry: each task's generator, sizes and loss defaults, and how a run's
+RunConfig is made from them, the --paper preset and the user's overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pan_cli.config import RunConfig
+from pan_cli.errors import PanError
+from pan_cli.networks import GENERATORS, check_size
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    summary: str
+    data: str  # what a user's data looks like
+    generator: str
+    image_size: int
+    load_size: int = 0  # 0: crop at the photo's own scale (rain streaks must keep their size)
+    direction: str = "AtoB"
+    residual: bool = False
+    lambda_pix: float = 0.0
+    ema: float = 0.0
+    objective: str = "pan"
+
+    def defaults(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator,
+            "image_size": self.image_size,
+            "load_size": self.load_size,
+            "direction": self.direction,
+            "residual": self.residual,
+            "lambda_pix": self.lambda_pix,
+            "ema": self.ema,
+            "objective": self.objective,
+        }
+
+
+TASKS: dict[str, Task] = {
+    "derain": Task(
+        "derain",
+        "rainy photo -> clean photo",
+        "pairs: A/ (rainy) + B/ (clean), or input/ + target/",
+        generator="idcgan",
+        image_size=256,
+        # Measured on CPU (DESIGN.md): without the global residual every objective made
+        # images worse; with it and a pixel term PAN beats the input.
+        residual=True,
+        lambda_pix=25.0,
+        ema=0.999,
+    ),
+    "inpaint": Task(
+        "inpaint",
+        "photo with a hole -> completed photo",
+        "a folder of clean photos; holes are made on the fly",
+        generator="context-encoder",
+        image_size=128,
+        load_size=150,
+    ),
+    "labels2street": Task(
+        "labels2street",
+        "semantic label map -> street scene",
+        "pix2pix 'aligned' photo|label files (Cityscapes; supply it yourself)",
+        generator="unet",
+        image_size=256,
+        load_size=286,
+        direction="BtoA",
+    ),
+    "sketch2photo": Task(
+        "sketch2photo",
+        "edge/sketch drawing -> photo",
+        "pix2pix 'aligned' edges|photo files (edges2shoes-style)",
+        generator="unet",
+        image_size=256,
+        load_size=286,
+    ),
+}
+
+# The authors' exact settings (their facades script and Theano code), for --paper.
+PAPER = {
+    "residual": False,
+    "lambda_pix": 0.0,
+    "ema": 0.0,
+    "objective": "pan",
+    "lambdas": (5.0, 1.5, 1.5, 1.0),
+    "margin": 3.0,
+    "gan_form": "saturating",
+    "real_label": 0.9,
+    "lr": 2e-4,
+    "betas": (0.5, 0.999),
+    "batch_size": 4,
+    "init": "authors",
+    "d_first_activation": "tanh",
+}
+PAPER_SIZES = {"inpaint": (128, 0)}  # (image_size, load_size); the rest resize 286, crop 256
+
+# What each objective implies unless the user says otherwise.
+OBJECTIVE_DEFAULTS = {
+    "pan": {},
+    "pix2pix": {"lambda_pix": 100.0, "gan_form": "non-saturating"},
+    "l1": {},
+}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise PanError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def make_config(task_name: str, paper: bool = False, **overrides: Any) -> RunConfig:
+    """Task defaults, then the --paper preset, then the objective's implied settings, then
+    every override that is not None (None means 'not given on the command line')."""
+    task = get_task(task_name)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values: dict[str, Any] = {"task": task.name, **task.defaults()}
+    if paper:
+        values.update(PAPER)
+        values["image_size"], values["load_size"] = PAPER_SIZES.get(task.name, (256, 286))
+    objective = given.get("objective", values["objective"])
+    if objective not in OBJECTIVE_DEFAULTS:
+        raise PanError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVE_DEFAULTS)}")
+    values.update(OBJECTIVE_DEFAULTS[objective])
+    values.update(given)
+    if values["generator"] not in GENERATORS:
+        raise PanError(f"unknown generator {values['generator']!r}; choose one of {', '.join(GENERATORS)}")
+    if task.name == "inpaint" and values["generator"] != "context-encoder":
+        values.setdefault("in_channels", 4)  # image + hole mask for fully convolutional T
+    check_size(values["generator"], values["image_size"])
+    return RunConfig(**values)

@@ -1,0 +1,325 @@
+"""The alternating D/T training loop, with logging, samples, checkpoints and exact resume.
+
+One step is one D update on a mini-batch, then one T update on the next mini-batch (the
+authors' alternation); the `l1` objective has no D and takes one batch a step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+from torch.utils.data import DataLoader
+from torchvision.utils import make_grid
+
+from pan_cli.checkpoint import link_latest, load_checkpoint, save_checkpoint
+from pan_cli.config import RunConfig
+from pan_cli.datasets.images import atomic_write, to_uint8, write_image
+from pan_cli.datasets.layout import Pair
+from pan_cli.datasets.paired import PairedImages, StepBatches
+from pan_cli.errors import PanError
+from pan_cli.losses import discriminator_loss, transformer_loss
+from pan_cli.networks import Discriminator, build_discriminator, build_generator
+
+EXIT_INTERRUPTED = 130
+
+
+class Interrupted(PanError):
+    """Training stopped on SIGINT/SIGTERM after writing a checkpoint."""
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Where and how often a run writes: nothing here changes the trained weights."""
+
+    run_dir: Path
+    device: torch.device = torch.device("cpu")
+    log_every: int = 10
+    sample_every: int = 200
+    checkpoint_every: int = 500
+    keep: int = 3  # step-N.pt files kept besides latest.pt; 0 keeps all
+    workers: int = 0
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise PanError("--device cuda: no CUDA device is available here")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise PanError("--device mps: no MPS device is available here")
+    if name not in ("cpu", "cuda", "mps"):
+        raise PanError(f"unknown device {name!r}; use auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+def make_ema(model: nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of T's weights (and BN statistics) for inference.
+
+    The decay ramps up as min(decay, (1 + n) / (10 + n)) so a short run is not dominated by
+    its initial weights."""
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        n = float(count)
+        return averaged + (current - averaged) * (1.0 - min(decay, (1.0 + n) / (10.0 + n)))
+
+    return AveragedModel(model, avg_fn=average, use_buffers=True)
+
+
+@dataclass
+class Models:
+    T: nn.Module
+    D: Discriminator | None
+    opt_T: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer | None
+    ema: AveragedModel | None
+
+    @classmethod
+    def build(cls, config: RunConfig, device: torch.device) -> Models:
+        torch.manual_seed(config.seed)
+        T = build_generator(config).to(device)
+        D = build_discriminator(config).to(device) if config.objective != "l1" else None
+        adam = dict(lr=config.lr, betas=config.betas)
+        return cls(
+            T,
+            D,
+            torch.optim.Adam(T.parameters(), **adam),
+            torch.optim.Adam(D.parameters(), **adam) if D is not None else None,
+            make_ema(T, config.ema) if config.ema else None,
+        )
+
+    def inference_net(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.T
+
+    def state(self, config: RunConfig, step: int) -> dict:
+        return {
+            "config": config.to_dict(),
+            "step": step,
+            "T": self.T.state_dict(),
+            "D": self.D.state_dict() if self.D is not None else None,
+            "opt_T": self.opt_T.state_dict(),
+            "opt_D": self.opt_D.state_dict() if self.opt_D is not None else None,
+            "T_ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "ema_count": int(self.ema.n_averaged) if self.ema is not None else 0,
+            "rng": {"torch": torch.get_rng_state()},
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.T.load_state_dict(state["T"])
+        self.opt_T.load_state_dict(state["opt_T"])
+        if self.D is not None:
+            self.D.load_state_dict(state["D"])
+            self.opt_D.load_state_dict(state["opt_D"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state["T_ema"])
+            self.ema.n_averaged.fill_(state["ema_count"])
+        torch.set_rng_state(state["rng"]["torch"])
+
+
+def d_step(config: RunConfig, m: Models, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One D update. T(x) is computed without a graph: no gradient reaches T."""
+    with torch.no_grad():
+        fake = m.T(x)
+    m.D.requires_grad_(True)
+    terms = discriminator_loss(config, m.D(y), m.D(fake))
+    m.opt_D.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    m.opt_D.step()
+    return {k: v.detach() for k, v in terms.items()}
+
+
+def t_step(config: RunConfig, m: Models, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """One T update. D's weights get no gradient (requires_grad off saves their backward),
+    and D's features of the target are a constant."""
+    output = m.T(x)
+    fake = real_hidden = None
+    if m.D is not None:
+        m.D.requires_grad_(False)
+        if config.objective == "pan":
+            with torch.no_grad():
+                real_hidden = m.D(y).hidden
+        fake = m.D(output)
+    terms = transformer_loss(config, output, y, fake, real_hidden)
+    m.opt_T.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    m.opt_T.step()
+    if m.ema is not None:
+        m.ema.update_parameters(m.T)
+    return {k: v.detach() for k, v in terms.items()}, output.detach()
+
+
+def compose(x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """An output the size of the input: a centre patch (context encoder) is pasted back."""
+    x = x[:, : output.shape[1]]
+    if output.shape[-2:] == x.shape[-2:]:
+        return output
+    top = (x.shape[-2] - output.shape[-2]) // 2
+    left = (x.shape[-1] - output.shape[-1]) // 2
+    full = x.clone()
+    full[..., top: top + output.shape[-2], left: left + output.shape[-1]] = output
+    return full
+
+
+def write_samples(path: Path, x: torch.Tensor, output: torch.Tensor, y: torch.Tensor) -> None:
+    """A grid with one row per image: input | output | target."""
+    rows = []
+    for i in range(min(4, x.shape[0])):
+        xi = x[i, :3]
+        rows += [xi, compose(x[i: i + 1], output[i: i + 1])[0], compose(x[i: i + 1], y[i: i + 1])[0]]
+    rows = [r.expand(3, -1, -1) if r.shape[0] == 1 else r for r in rows]
+    grid = make_grid(torch.stack(rows).float().cpu(), nrow=3, padding=2, pad_value=1.0)
+    write_image(path, to_uint8(grid))
+
+
+@contextmanager
+def stop_on_signal() -> Iterator[Callable[[], bool]]:
+    """SIGINT/SIGTERM set a flag that the loop checks between steps, so a step is never cut
+    in half; a second SIGINT interrupts at once."""
+    requested = {"stop": False}
+
+    def handler(signum: int, frame: object) -> None:
+        if requested["stop"] and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        requested["stop"] = True
+
+    try:
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: no signal handling
+        yield lambda: False
+        return
+    try:
+        yield lambda: requested["stop"]
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _trim_metrics(path: Path, last_step: int) -> None:
+    """On resume, drop log lines written after the checkpoint we resume from."""
+    if not path.exists():
+        return
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line).get("step", 0) <= last_step]
+    atomic_write(path, lambda handle: handle.write(("\n".join(kept) + "\n" if kept else "").encode()))
+
+
+def train(
+    config: RunConfig,
+    pairs: list[Pair],
+    options: TrainOptions,
+    resume: bool = False,
+    steps: int | None = None,
+    on_step: Callable[[int, dict[str, float] | None], None] | None = None,
+) -> Path:
+    """Train, writing checkpoints, samples and metrics.jsonl under options.run_dir.
+
+    With `resume`, continue from run_dir/latest.pt (its config wins; `steps`, when given, sets
+    the new total) and end with the same weights as a run that never stopped. Returns the
+    last checkpoint's path."""
+    run_dir, device = options.run_dir, options.device
+    latest = run_dir / "latest.pt"
+    state = None
+    if resume:
+        if not latest.exists():
+            raise PanError(f"--resume: no checkpoint at {latest} to resume from")
+        state = load_checkpoint(latest, task=config.task)
+        config = state["config"].replace(steps=steps or state["config"].steps)
+    elif steps:
+        config = config.replace(steps=steps)
+    dataset = PairedImages(pairs, config)
+    dataset.check_sizes()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise PanError(f"cannot write to run directory {run_dir}: {exc.strerror or exc}") from None
+
+    models = Models.build(config, device)
+    start = 0
+    if state is not None:
+        models.load_state(state)
+        start = state["step"]
+    metrics_path = run_dir / "metrics.jsonl"
+    if resume:
+        _trim_metrics(metrics_path, start)
+    else:
+        metrics_path.unlink(missing_ok=True)
+    atomic_write(run_dir / "config.json", lambda h: h.write(json.dumps(config.to_dict(), indent=2).encode()))
+
+    batches_per_step = 1 if models.D is None else 2
+    loader = DataLoader(
+        dataset,
+        batch_sampler=StepBatches(len(dataset), config.batch_size, config.seed, start * batches_per_step),
+        num_workers=options.workers,
+        pin_memory=device.type == "cuda",
+    )
+    batches = iter(loader)
+
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = next(batches)
+        return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+    def save(step: int) -> Path:
+        path = run_dir / f"step-{step}.pt"
+        save_checkpoint(path, models.state(config, step))
+        link_latest(path, latest)
+        if options.keep:
+            old = sorted(run_dir.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+            for stale in old[: -options.keep]:
+                stale.unlink(missing_ok=True)
+        return path
+
+    models.T.train()
+    if models.D is not None:
+        models.D.train()
+    sums: dict[str, torch.Tensor] = {}
+    count, began, last_saved, step = 0, time.perf_counter(), None, start
+    with stop_on_signal() as stop_requested:
+        for step in range(start + 1, config.steps + 1):
+            terms = {}
+            if models.D is not None:
+                terms.update({f"d_{k}": v for k, v in d_step(config, models, *next_batch()).items()})
+            x, y = next_batch()
+            t_terms, output = t_step(config, models, x, y)
+            terms.update({f"t_{k}": v for k, v in t_terms.items()})
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            scalars = None
+            if step % options.log_every == 0 or step == config.steps:
+                scalars = {k: (v / count).item() for k, v in sums.items()}  # the one sync per log
+                if not all(math.isfinite(v) for v in scalars.values()):
+                    bad = ", ".join(f"{k}={v:.4g}" for k, v in scalars.items())
+                    kept = f"; the last good checkpoint is {last_saved}" if last_saved else ""
+                    raise PanError(f"non-finite loss at step {step} ({bad}){kept}")
+                record = {"step": step, "elapsed_s": round(time.perf_counter() - began, 3), **scalars}
+                with metrics_path.open("a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                sums, count = {}, 0
+            if options.sample_every and step % options.sample_every == 0:
+                write_samples(run_dir / "samples" / f"step-{step}.png", x, output, y)
+            if step % options.checkpoint_every == 0 or step == config.steps:
+                last_saved = save(step)
+            if on_step is not None:
+                on_step(step, scalars)
+            if stop_requested():
+                if last_saved is None or last_saved.name != f"step-{step}.pt":
+                    last_saved = save(step)
+                raise Interrupted(f"interrupted at step {step}; checkpoint {last_saved}; "
+                                  f"continue with the same command and --resume")
+    return last_saved if last_saved is not None else latest
