@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pan_cli.datasets.images import is_image_path, list_images
-
 from pan_cli.errors import PanError
 
 FOLDER_PAIRS = (("A", "B"), ("input", "target"))

@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Iterator, Sequence
 
 import torch
-from pan_cli.datasets.images import ImageReadError, image_size, read_image, to_float
-from pan_cli.datasets.layout import Pair
 from torch.utils.data import Dataset, Sampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from pan_cli.config import RunConfig
+from pan_cli.datasets.images import ImageReadError, image_size, read_image, to_float
+from pan_cli.datasets.layout import Pair
 from pan_cli.errors import PanError
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+
+from pan_cli.config import RunConfig
 from pan_cli.losses.terms import (
     d_gan_loss,
     margin_hinge,
@@ -19,8 +21,6 @@ from pan_cli.losses.terms import (
     t_gan_loss,
     weighted_sum,
 )
-
-from pan_cli.config import RunConfig
 from pan_cli.networks import DOutput
 
 

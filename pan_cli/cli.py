@@ -163,7 +163,7 @@ def infer_command(inputs, task, checkpoint, out_dir, batch_size, device, fmt, on
     console = stderr_console(quiet)
     checkpoint = checkpoint or Path("runs") / task / "latest.pt"
     predictor = Predictor.from_checkpoint(checkpoint, task, pick_device(device))
-    stdin = click.get_text_stream("stdin") if "-" in inputs else ()
+    stdin = sys.stdin if "-" in inputs else ()
     jobs = collect_jobs(inputs, out_dir, fmt, stdin)
     with progress_bar(console) as bar:
         job = bar.add_task(f"infer {task}", total=len(jobs), info="")

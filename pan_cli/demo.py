@@ -53,7 +53,7 @@ def make_held_out(folder: Path, seed: int) -> list[str]:
 
 @click.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo-output"), show_default=True)
-@click.option("--steps", type=int, default=600, show_default=True)
+@click.option("--steps", type=int, default=250, show_default=True)
 @click.option("--image-size", type=int, default=64, show_default=True)
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--lr", type=float, default=2e-4, show_default=True)

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny real-photo datasets made on the fly (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from pan_cli.cli import cli
+from pan_cli.datasets.images import write_image
+from pan_cli.datasets.photos import builtin_photo
+from pan_cli.datasets.rain import RainModel
+
+PHOTOS = ("astronaut", "rocket", "coffee", "chelsea")
+
+
+def crop(name: str, height: int = 48, width: int = 64, top: int = 100, left: int = 100) -> torch.Tensor:
+    return builtin_photo(name)[:, top: top + height, left: left + width].contiguous()
+
+
+def make_rain_pairs(folder: Path, names=PHOTOS, height: int = 48, width: int = 64, seed: int = 0) -> Path:
+    generator = torch.Generator().manual_seed(seed)
+    for name in names:
+        clean = crop(name, height, width)
+        write_image(folder / "A" / f"{name}.png", RainModel()(clean, generator))
+        write_image(folder / "B" / f"{name}.png", clean)
+    return folder
+
+
+@pytest.fixture
+def rain_pairs(tmp_path: Path) -> Path:
+    return make_rain_pairs(tmp_path / "pairs")
+
+
+@pytest.fixture
+def run_pan():
+    """Run the `pan` CLI in-process; returns click's Result (separate .stdout and .stderr)."""
+
+    def run(*args: str, input: str | None = None):
+        return CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
+
+    return run
