@@ -3,6 +3,7 @@ errors into one line on stderr. stdout carries data only."""
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -80,6 +81,8 @@ def tasks_command(verbose: bool) -> None:
 @click.argument("task", type=click.Choice(list(TASKS)))
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
 @click.option("--steps", type=click.IntRange(min=1), help="T updates in all (each after one D update).")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True),
+              help="Instead of --steps: passes over the training pairs (a step uses two batches).")
 @click.option("--batch-size", type=click.IntRange(min=1))
 @click.option("--image-size", type=click.IntRange(min=8), help="Training crop size.")
 @click.option("--load-size", type=click.IntRange(min=0), help="Resize the shorter side first (0: no).")
@@ -106,7 +109,7 @@ def tasks_command(verbose: bool) -> None:
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="DataLoader worker processes.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
-def train_command(task: str, data: Path, steps, batch_size, image_size, load_size, lr, lambdas, margin,
+def train_command(task: str, data: Path, steps, epochs, batch_size, image_size, load_size, lr, lambdas, margin,
                   lambda_pix, objective, gan_form, generator, residual, ema, direction, paper, seed,
                   device, run_dir, resume, log_every, sample_every, checkpoint_every, keep, workers,
                   quiet) -> None:
@@ -120,6 +123,11 @@ def train_command(task: str, data: Path, steps, batch_size, image_size, load_siz
     layout = detect_layout(data)
     pairs = find_pairs(layout, "train")
     console.print(f"data: {layout.describe()}; {len(pairs)} training pairs", highlight=False)
+    if epochs is not None:
+        if steps is not None:
+            raise click.UsageError("give --steps or --epochs, not both")
+        batches_per_step = 1 if config.objective == "l1" else 2
+        steps = max(1, math.ceil(epochs * len(pairs) / (config.batch_size * batches_per_step)))
     options = TrainOptions(
         run_dir=run_dir or Path("runs") / task, device=pick_device(device), log_every=log_every,
         sample_every=sample_every, checkpoint_every=checkpoint_every, keep=keep, workers=workers,

@@ -192,6 +192,16 @@ def test_missing_input_and_missing_checkpoint(checkpoint, tmp_path, run_pan):
                            "-o", tmp_path / "o"), 1, "no.pt does not exist")
 
 
+def test_epochs_sets_the_step_count_from_the_dataset_size(rain_pairs, tmp_path, run_pan):
+    # 4 pairs, batch 2, two batches a step (D then T): one epoch is 1 step, 2.5 epochs 3 steps
+    result = run_pan(*train_args(rain_pairs, tmp_path / "r")[:4], "--epochs", "2.5", "--image-size", "24",
+                     "--batch-size", "2", "--run-dir", tmp_path / "r", "--sample-every", "0")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip().endswith("step-3.pt")
+    both = run_pan(*train_args(rain_pairs, tmp_path / "r2"), "--epochs", "1")
+    assert both.exit_code == 2 and "not both" in both.stderr
+
+
 def test_usage_errors_exit_2(run_pan, tmp_path):
     assert run_pan("train", "nosuchtask", "--data", tmp_path).exit_code == 2
     result = run_pan("train", "derain", "--data", tmp_path, "--lambdas", "1,2")
