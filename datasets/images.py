@@ -55,6 +55,8 @@ def read_image(path: Path, channels: int = 3, max_pixels: int | None = None) -> 
     Raises ImageReadError naming the file for a missing, empty, non-image, truncated or
     too-large file."""
     path = Path(path)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, not {channels}")
     try:
         if path.stat().st_size == 0:
             raise ImageReadError(f"{path}: empty file (0 bytes)")
@@ -71,10 +73,8 @@ def read_image(path: Path, channels: int = 3, max_pixels: int | None = None) -> 
                 array = _to_uint8(image)[..., None]
             elif channels == 3 and high_bit:
                 array = np.repeat(_to_uint8(image)[..., None], 3, axis=2)
-            elif channels == 3:
-                array = np.asarray(image.convert("RGB"))  # palette, grey, RGBA (alpha dropped)
             else:
-                raise ValueError(f"channels must be 1 or 3, not {channels}")
+                array = np.asarray(image.convert("RGB"))  # palette, grey, RGBA (alpha dropped)
     except ImageReadError:
         raise
     except FileNotFoundError:
@@ -83,8 +83,8 @@ def read_image(path: Path, channels: int = 3, max_pixels: int | None = None) -> 
         raise ImageReadError(f"{path}: not an image file (or a format Pillow cannot read)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageReadError(f"{path}: too many pixels (a decompression bomb?)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{path}: cannot decode image ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - hostile bytes make decoders raise zlib, struct, index... errors
+        raise ImageReadError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None
     return torch.from_numpy(np.array(array, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
 
@@ -92,18 +92,16 @@ def image_size(path: Path) -> tuple[int, int]:
     """(height, width) from the file's header, without decoding the pixels."""
     try:
         with Image.open(path) as image:
-            width, height = ImageOps.exif_transpose(image).size if _rotated(image) else image.size
+            width, height = image.size
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientations that swap W and H
+                width, height = height, width
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not an image file (or a format Pillow cannot read)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{path}: cannot read image header ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - any parser failure on untrusted bytes
+        raise ImageReadError(f"{path}: cannot read image header ({type(exc).__name__}: {exc})") from None
     return height, width
-
-
-def _rotated(image: Image.Image) -> bool:
-    return image.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap W and H
 
 
 def to_uint8(image: torch.Tensor) -> torch.Tensor:

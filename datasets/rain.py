@@ -43,7 +43,7 @@ class RainModel:
     intensity: tuple[float, float] = (0.12, 0.7)  # peak brightness a streak adds
     blur: tuple[float, float] = (0.3, 1.3)  # Gaussian sigma: streak width
     layers: tuple[int, int] = (1, 3)  # streak layers, each with its own draws
-    haze: tuple[float, float] = (0.0, 0.12)  # blend towards a bright airlight
+    haze: tuple[float, float] = (0.0, 0.05)  # slight: a global veil a local window cannot measure
 
     def streaks(self, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
         """A 1xHxW streak brightness map in [0, 1]."""

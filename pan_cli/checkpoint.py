@@ -11,7 +11,7 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -66,3 +66,31 @@ def load_checkpoint(path: Path, task: str | None = None) -> dict[str, Any]:
         raise PanError(f"{path} is a {config.task!r} checkpoint, not {task!r}")
     state["config"] = config
     return state
+
+
+def step_of(path: Path) -> int:
+    return int(path.stem.split("-", 1)[1])
+
+
+def run_checkpoints(run_dir: Path) -> list[Path]:
+    """latest.pt first, then step-N.pt files from newest to oldest."""
+    steps = sorted(run_dir.glob("step-*.pt"), key=step_of, reverse=True)
+    latest = run_dir / "latest.pt"
+    return ([latest] if latest.exists() else []) + steps
+
+
+def newest_valid(run_dir: Path, task: str, warn: Callable[[str], None]) -> dict[str, Any] | None:
+    """The newest checkpoint of `run_dir` that loads; damaged ones are reported and skipped.
+    A checkpoint of another task is an error, not something to skip and then overwrite."""
+    for path in run_checkpoints(run_dir):
+        try:
+            state = load_checkpoint(path)
+        except PanError as exc:
+            warn(f"skipping {exc}")
+            continue
+        if state["config"].task != task:
+            raise PanError(f"{path} is a {state['config'].task!r} checkpoint, not {task!r}; "
+                           "use another --run-dir")
+        state["path"] = path
+        return state
+    return None

@@ -40,6 +40,8 @@ class PanGroup(click.Group):
             return super().invoke(ctx)
         except Interrupted as exc:
             raise Failure(str(exc), EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now; every file write is atomic
+            raise Failure("interrupted", EXIT_INTERRUPTED) from None
         except PanError as exc:
             raise Failure(str(exc)) from None
 
@@ -100,7 +102,10 @@ def tasks_command(verbose: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Default: runs/TASK.")
-@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from latest.pt.")
+@click.option("--resume", type=click.Choice(["latest", "auto"]), is_flag=False, flag_value="latest",
+              help="Continue the run in --run-dir: from latest.pt, or (auto) from the newest checkpoint "
+                   "that loads, starting fresh if there is none.")
+@click.option("--detect-anomaly", is_flag=True, help="Debug: find the operation that made a NaN/inf.")
 @click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--sample-every", type=click.IntRange(min=0), default=200, show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
@@ -111,7 +116,7 @@ def tasks_command(verbose: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 def train_command(task: str, data: Path, steps, epochs, batch_size, image_size, load_size, lr, lambdas, margin,
                   lambda_pix, objective, gan_form, generator, residual, ema, direction, paper, seed,
-                  device, run_dir, resume, log_every, sample_every, checkpoint_every, keep, workers,
+                  device, run_dir, resume, detect_anomaly, log_every, sample_every, checkpoint_every, keep, workers,
                   quiet) -> None:
     """Train TASK on the pairs in --data; prints the final checkpoint's path on stdout."""
     config = make_config(
@@ -131,6 +136,7 @@ def train_command(task: str, data: Path, steps, epochs, batch_size, image_size, 
     options = TrainOptions(
         run_dir=run_dir or Path("runs") / task, device=pick_device(device), log_every=log_every,
         sample_every=sample_every, checkpoint_every=checkpoint_every, keep=keep, workers=workers,
+        detect_anomaly=detect_anomaly,
     )
     total = steps or config.steps
     with progress_bar(console) as bar:
@@ -143,7 +149,8 @@ def train_command(task: str, data: Path, steps, epochs, batch_size, image_size, 
                 info = " ".join(f"{k[2:]}={scalars[k]:.3f}" for k in shown if k in scalars)
             bar.update(job, completed=step, **({"info": info} if info else {}))
 
-        final = train(config, pairs, options, resume=resume, steps=steps, on_step=on_step)
+        final = train(config, pairs, options, resume=resume, steps=steps, on_step=on_step,
+                      warn=lambda message: console.print(f"pan: {message}", highlight=False))
     console.print(f"done: checkpoint {final}", highlight=False)
     click.echo(str(final))
 

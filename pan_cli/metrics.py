@@ -1,30 +1,152 @@
-"""Image quality scores, computed as published work does: on 8-bit images, SSIM with an 11x11
-Gaussian window (sigma 1.5) and population covariance, via scikit-image."""
+"""Image quality scores, computed as published work does.
+
+Every score is taken on 8-bit images (the saved files users evaluate, not float tensors),
+optionally on BT.601 luma (Y) from RGB and with a border cropped. SSIM uses an 11x11
+Gaussian window (sigma 1.5) and population covariance via scikit-image; UQI (Wang & Bovik
+2002) uses 8x8 windows; VIF is the pixel-domain VIF-P (Sheikh & Bovik 2006), 4 scales.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+from scipy.ndimage import uniform_filter
+from scipy.signal import fftconvolve
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+METRICS = ("psnr", "ssim", "uqi", "vif")
 
-def _hwc(image: torch.Tensor) -> np.ndarray:
+
+@dataclass(frozen=True)
+class Settings:
+    channel: str = "rgb"  # "rgb" or "y" (BT.601 luma from RGB)
+    crop_border: int = 0
+    data_range: int = 255
+
+    def as_dict(self) -> dict[str, object]:
+        return {"channel": self.channel, "crop_border": self.crop_border, "data_range": self.data_range}
+
+
+RGB = Settings()
+
+
+def to_y(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma in [16, 235] from HWC RGB in [0, 255] (RGB order: torchvision and Pillow
+    load RGB, unlike the cv2-based tools whose BGR weights give wrong numbers here)."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return (16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0)[..., None]
+
+
+def prepare(image: torch.Tensor, settings: Settings = RGB) -> np.ndarray:
+    """uint8 CHW tensor -> float64 HWC array in the settings' colour space, border cropped."""
     if image.dtype != torch.uint8:
         raise TypeError("score the saved 8-bit images: pass uint8 tensors")
-    return image.permute(1, 2, 0).cpu().numpy()
+    array = image.permute(1, 2, 0).cpu().numpy().astype(np.float64)
+    if settings.channel == "y":
+        array = to_y(array) if array.shape[2] == 3 else array
+    elif settings.channel != "rgb":
+        raise ValueError(f"channel must be 'rgb' or 'y', not {settings.channel!r}")
+    b = settings.crop_border
+    if b:
+        if 2 * b >= min(array.shape[:2]):
+            raise ValueError(f"crop border {b} leaves nothing of a {array.shape[1]}x{array.shape[0]} image")
+        array = array[b:-b, b:-b]
+    return array
 
 
-def psnr(reference: torch.Tensor, test: torch.Tensor) -> float:
-    """PSNR in dB of two uint8 CHW images (inf when identical)."""
-    ref, out = _hwc(reference), _hwc(test)
+def _psnr(ref: np.ndarray, out: np.ndarray, data_range: int) -> float:
     if np.array_equal(ref, out):
         return float("inf")
-    return float(peak_signal_noise_ratio(ref, out, data_range=255))
+    return float(peak_signal_noise_ratio(ref, out, data_range=data_range))
 
 
-def ssim(reference: torch.Tensor, test: torch.Tensor) -> float:
+def _ssim(ref: np.ndarray, out: np.ndarray, data_range: int) -> float:
+    return float(structural_similarity(ref, out, data_range=data_range, channel_axis=-1,
+                                       gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
+
+
+def _uqi_channel(x: np.ndarray, y: np.ndarray, window: int = 8) -> float:
+    """Mean over 8x8 windows of Q = 4 cov(x,y) mean(x) mean(y) / ((var x + var y)(mean x^2 + mean y^2)).
+
+    Flat windows, where Q is 0/0, score 1 when the means agree in the limit, as in the
+    reference code (2 mean(x) mean(y) / (mean x^2 + mean y^2) when only the variances vanish)."""
+    mx, my = uniform_filter(x, window), uniform_filter(y, window)
+    vx = uniform_filter(x * x, window) - mx * mx
+    vy = uniform_filter(y * y, window) - my * my
+    cxy = uniform_filter(x * y, window) - mx * my
+    means = mx * mx + my * my
+    variances = vx + vy
+    q = np.ones_like(x)
+    flat = (np.abs(variances) < 1e-12) & (means > 0)
+    q[flat] = 2 * mx[flat] * my[flat] / means[flat]
+    full = np.abs(variances * means) >= 1e-12
+    q[full] = 4 * cxy[full] * mx[full] * my[full] / (variances[full] * means[full])
+    lead = window // 2  # uniform_filter centres an even window at i over [i - lead, i + window - lead)
+    trail = window - 1 - lead
+    return float(q[lead: q.shape[0] - trail, lead: q.shape[1] - trail].mean())  # every full window, once
+
+
+def _gaussian(size: int, sigma: float) -> np.ndarray:
+    axis = np.arange(size) - (size - 1) / 2.0
+    kernel = np.exp(-(axis[:, None] ** 2 + axis[None, :] ** 2) / (2 * sigma**2))
+    return kernel / kernel.sum()
+
+
+def _vif_channel(ref: np.ndarray, out: np.ndarray, noise_var: float = 2.0) -> float:
+    """Pixel-domain VIF: information the output keeps about the reference, over 4 scales."""
+    eps = 1e-10
+    num = den = 0.0
+    for scale in range(1, 5):
+        size = 2 ** (5 - scale) + 1
+        window = _gaussian(size, size / 5.0)
+        if scale > 1:
+            ref = fftconvolve(ref, window, mode="valid")[::2, ::2]
+            out = fftconvolve(out, window, mode="valid")[::2, ::2]
+        if min(ref.shape) < size:
+            break  # too small for this scale
+        mu1, mu2 = fftconvolve(ref, window, mode="valid"), fftconvolve(out, window, mode="valid")
+        s1 = np.maximum(fftconvolve(ref * ref, window, mode="valid") - mu1 * mu1, 0)
+        s2 = np.maximum(fftconvolve(out * out, window, mode="valid") - mu2 * mu2, 0)
+        s12 = fftconvolve(ref * out, window, mode="valid") - mu1 * mu2
+        g = s12 / (s1 + eps)
+        sv = s2 - g * s12
+        g[s1 < eps] = 0
+        sv[s1 < eps] = s2[s1 < eps]
+        s1[s1 < eps] = 0
+        g[s2 < eps] = 0
+        sv[s2 < eps] = 0
+        sv[g < 0] = s2[g < 0]
+        g[g < 0] = 0
+        sv[sv <= eps] = eps
+        num += np.sum(np.log10(1.0 + g * g * s1 / (sv + noise_var)))
+        den += np.sum(np.log10(1.0 + s1 / noise_var))
+    return float(num / den) if den > 0 else 1.0
+
+
+def _per_channel(fn, ref: np.ndarray, out: np.ndarray) -> float:
+    return float(np.mean([fn(ref[..., c], out[..., c]) for c in range(ref.shape[2])]))
+
+
+def score(reference: torch.Tensor, test: torch.Tensor, settings: Settings = RGB) -> dict[str, float]:
+    """All four scores of two uint8 CHW images of one size."""
+    if reference.shape != test.shape:
+        raise ValueError(f"images differ in size: {tuple(reference.shape)} vs {tuple(test.shape)}")
+    ref, out = prepare(reference, settings), prepare(test, settings)
+    return {
+        "psnr": _psnr(ref, out, settings.data_range),
+        "ssim": _ssim(ref, out, settings.data_range),
+        "uqi": _per_channel(_uqi_channel, ref, out),
+        "vif": _per_channel(_vif_channel, ref, out),
+    }
+
+
+def psnr(reference: torch.Tensor, test: torch.Tensor, settings: Settings = RGB) -> float:
+    """PSNR in dB of two uint8 CHW images (inf when identical)."""
+    return _psnr(prepare(reference, settings), prepare(test, settings), settings.data_range)
+
+
+def ssim(reference: torch.Tensor, test: torch.Tensor, settings: Settings = RGB) -> float:
     """SSIM of two uint8 CHW images, averaged over channels."""
-    return float(structural_similarity(
-        _hwc(reference), _hwc(test), data_range=255, channel_axis=-1,
-        gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-    ))
+    return _ssim(prepare(reference, settings), prepare(test, settings), settings.data_range)

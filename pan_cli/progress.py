@@ -7,7 +7,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 def stderr_console(quiet: bool = False) -> Console:
-    return Console(stderr=True, quiet=quiet)
+    return Console(stderr=True, quiet=quiet, soft_wrap=True)  # one message, one line, even in logs
 
 
 def progress_bar(console: Console) -> Progress:

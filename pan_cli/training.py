@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import signal
 import time
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from torchvision.utils import make_grid
 
-from pan_cli.checkpoint import link_latest, load_checkpoint, save_checkpoint
+from pan_cli.checkpoint import link_latest, load_checkpoint, newest_valid, run_checkpoints, save_checkpoint
 from pan_cli.config import RunConfig
 from pan_cli.datasets.images import atomic_write, to_uint8, write_image
 from pan_cli.datasets.layout import Pair
@@ -48,6 +49,7 @@ class TrainOptions:
     checkpoint_every: int = 500
     keep: int = 3  # step-N.pt files kept besides latest.pt; 0 keeps all
     workers: int = 0
+    detect_anomaly: bool = False
 
 
 def pick_device(name: str) -> torch.device:
@@ -103,6 +105,13 @@ class Models:
 
     def inference_net(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.T
+
+    def checkpoint_bytes(self) -> int:
+        """About what one checkpoint takes: weights, Adam's two moments, the EMA copy."""
+        size = sum(p.numel() * p.element_size() for p in self.T.parameters()) * (4 if self.ema else 3)
+        if self.D is not None:
+            size += sum(p.numel() * p.element_size() for p in self.D.parameters()) * 3
+        return size
 
     def state(self, config: RunConfig, step: int) -> dict:
         return {
@@ -220,23 +229,34 @@ def train(
     config: RunConfig,
     pairs: list[Pair],
     options: TrainOptions,
-    resume: bool = False,
+    resume: str | None = None,
     steps: int | None = None,
     on_step: Callable[[int, dict[str, float] | None], None] | None = None,
+    warn: Callable[[str], None] = lambda message: None,
 ) -> Path:
     """Train, writing checkpoints, samples and metrics.jsonl under options.run_dir.
 
-    With `resume`, continue from run_dir/latest.pt (its config wins; `steps`, when given, sets
-    the new total) and end with the same weights as a run that never stopped. Returns the
-    last checkpoint's path."""
+    `resume` "latest" continues from run_dir/latest.pt, "auto" from the newest checkpoint that
+    loads (or starts fresh if there is none); the checkpoint's config wins, and `steps`, when
+    given, sets the new total. A resumed run ends with the same weights as one that never
+    stopped. A fresh run refuses a run_dir that already holds checkpoints. Returns the last
+    checkpoint's path."""
     run_dir, device = options.run_dir, options.device
     latest = run_dir / "latest.pt"
     state = None
-    if resume:
+    if resume == "auto":
+        state = newest_valid(run_dir, config.task, warn)
+    elif resume:
         if not latest.exists():
-            raise PanError(f"--resume: no checkpoint at {latest} to resume from")
+            raise PanError(f"--resume: no checkpoint at {latest} to resume from (--resume auto starts "
+                           "fresh when there is none)")
         state = load_checkpoint(latest, task=config.task)
+    elif run_checkpoints(run_dir):
+        raise PanError(f"{run_dir} already holds a run ({run_checkpoints(run_dir)[0].name}); continue it with "
+                       "--resume, or choose another --run-dir")
+    if state is not None:
         config = state["config"].replace(steps=steps or state["config"].steps)
+        warn(f"resuming from {state.get('path', latest)} at step {state['step']}")
     elif steps:
         config = config.replace(steps=steps)
     dataset = PairedImages(pairs, config)
@@ -246,14 +266,23 @@ def train(
         probe = run_dir / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
+        for stale in run_dir.glob(".*.tmp"):  # left by a write that a crash or SIGKILL cut short
+            stale.unlink()
     except OSError as exc:
         raise PanError(f"cannot write to run directory {run_dir}: {exc.strerror or exc}") from None
 
     models = Models.build(config, device)
+    needed = 2 * models.checkpoint_bytes()
+    free = shutil.disk_usage(run_dir).free
+    if free < needed:
+        raise PanError(f"{run_dir}: {free / 2**20:.0f} MiB free, but a checkpoint needs about "
+                       f"{needed / 2**20:.0f} MiB to be written safely")
     start = 0
     if state is not None:
         models.load_state(state)
         start = state["step"]
+        if start >= config.steps:
+            warn(f"the run is already at step {start} of {config.steps}; give a larger --steps to go on")
     metrics_path = run_dir / "metrics.jsonl"
     if resume:
         _trim_metrics(metrics_path, start)
@@ -274,10 +303,17 @@ def train(
         x, y = next(batches)
         return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
+    def last_good() -> str:
+        previous = last_saved or (latest if latest.exists() else None)
+        return f"; the last good checkpoint is {previous}" if previous else ""
+
     def save(step: int) -> Path:
         path = run_dir / f"step-{step}.pt"
-        save_checkpoint(path, models.state(config, step))
-        link_latest(path, latest)
+        try:
+            save_checkpoint(path, models.state(config, step))
+            link_latest(path, latest)
+        except OSError as exc:
+            raise PanError(f"could not write {path}: {exc.strerror or exc}{last_good()}") from None
         if options.keep:
             old = sorted(run_dir.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
             for stale in old[: -options.keep]:
@@ -289,7 +325,7 @@ def train(
         models.D.train()
     sums: dict[str, torch.Tensor] = {}
     count, began, last_saved, step = 0, time.perf_counter(), None, start
-    with stop_on_signal() as stop_requested:
+    with stop_on_signal() as stop_requested, torch.autograd.set_detect_anomaly(options.detect_anomaly):
         for step in range(start + 1, config.steps + 1):
             terms = {}
             if models.D is not None:
@@ -305,8 +341,7 @@ def train(
                 scalars = {k: (v / count).item() for k, v in sums.items()}  # the one sync per log
                 if not all(math.isfinite(v) for v in scalars.values()):
                     bad = ", ".join(f"{k}={v:.4g}" for k, v in scalars.items())
-                    kept = f"; the last good checkpoint is {last_saved}" if last_saved else ""
-                    raise PanError(f"non-finite loss at step {step} ({bad}){kept}")
+                    raise PanError(f"non-finite loss at step {step} ({bad}){last_good()}")
                 record = {"step": step, "elapsed_s": round(time.perf_counter() - began, 3), **scalars}
                 with metrics_path.open("a") as handle:
                     handle.write(json.dumps(record) + "\n")

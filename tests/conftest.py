@@ -42,3 +42,18 @@ def run_pan():
         return CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory) -> Path:
+    """A tiny derain run trained once, through the CLI, for the inference tests."""
+    root = tmp_path_factory.mktemp("trained")
+    data = make_rain_pairs(root / "pairs")
+    result = CliRunner().invoke(cli, [
+        "train", "derain", "--data", str(data), "--steps", "2", "--image-size", "24", "--batch-size", "2",
+        "--run-dir", str(root / "run"), "--sample-every", "0",
+    ])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == str(root / "run" / "step-2.pt")  # stdout: the checkpoint, nothing else
+    assert "paired folders A/ + B/; 4 training pairs" in result.stderr  # the layout it found
+    return root / "run" / "latest.pt"

@@ -9,23 +9,9 @@ from pan_cli.datasets.images import read_image, write_image
 from tests.conftest import crop
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A tiny derain run trained once through the CLI for the inference tests."""
-    from click.testing import CliRunner
-
-    from pan_cli.cli import cli
-    from tests.conftest import make_rain_pairs
-
-    root = tmp_path_factory.mktemp("trained")
-    data = make_rain_pairs(root / "pairs")
-    result = CliRunner().invoke(cli, [
-        "train", "derain", "--data", str(data), "--steps", "2", "--image-size", "24", "--batch-size", "2",
-        "--run-dir", str(root / "run"), "--sample-every", "0",
-    ])
-    assert result.exit_code == 0, result.stderr
-    assert result.stdout.strip() == str(root / "run" / "step-2.pt")
-    return root / "run" / "latest.pt"
+@pytest.fixture
+def checkpoint(trained_checkpoint):
+    return trained_checkpoint
 
 
 def make_photo_tree(root):
@@ -40,10 +26,6 @@ def make_photo_tree(root):
         write_image(root / name, image)
     (root / "notes.txt").write_text("not an image")
     return files
-
-
-def test_train_prints_the_checkpoint_path_and_data_layout(checkpoint):
-    assert checkpoint.exists()
 
 
 def test_infer_over_nested_folders_keeps_relative_paths_and_sizes(checkpoint, tmp_path, run_pan):

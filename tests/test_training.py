@@ -55,7 +55,7 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(rain_pairs, tm
     with pytest.raises(Interrupted, match="interrupted at step 2"):
         train(tiny_config(), pairs, options(tmp_path / "stopped"), on_step=interrupt_at_2)
     assert load_checkpoint(tmp_path / "stopped" / "latest.pt")["step"] == 2
-    resumed = train(tiny_config(), pairs, options(tmp_path / "stopped"), resume=True)
+    resumed = train(tiny_config(), pairs, options(tmp_path / "stopped"), resume="latest")
     assert resumed.name == straight.name == "step-4.pt"
     assert_same_weights(straight, resumed)
     logged = [json.loads(line)["step"] for line in (tmp_path / "stopped" / "metrics.jsonl").read_text().splitlines()]
@@ -66,7 +66,7 @@ def test_resume_can_extend_a_finished_run(rain_pairs, tmp_path):
     pairs = find_pairs(detect_layout(rain_pairs))
     straight = train(tiny_config(), pairs, options(tmp_path / "straight"))
     train(tiny_config(steps=2), pairs, options(tmp_path / "short"))
-    extended = train(tiny_config(steps=2), pairs, options(tmp_path / "short"), resume=True, steps=4)
+    extended = train(tiny_config(steps=2), pairs, options(tmp_path / "short"), resume="latest", steps=4)
     assert_same_weights(straight, extended)
 
 
@@ -98,7 +98,7 @@ def test_l1_objective_trains_without_a_discriminator(rain_pairs, tmp_path):
 
 def test_resume_without_a_checkpoint_is_a_clear_error(rain_pairs, tmp_path):
     with pytest.raises(PanError, match="no checkpoint at"):
-        train(tiny_config(), find_pairs(detect_layout(rain_pairs)), options(tmp_path / "r"), resume=True)
+        train(tiny_config(), find_pairs(detect_layout(rain_pairs)), options(tmp_path / "r"), resume="latest")
 
 
 def test_a_short_pan_run_de_rains_held_out_photos(tmp_path):

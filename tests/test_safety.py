@@ -1,0 +1,234 @@
+"""Never lose work, never run a stranger's code, never crash on a hostile file."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from pan_cli.checkpoint import load_checkpoint
+from pan_cli.datasets.images import ImageReadError, read_image, write_image
+from pan_cli.datasets.layout import detect_layout, find_pairs
+from pan_cli.errors import PanError
+from pan_cli.tasks import make_config
+from pan_cli.training import TrainOptions, train
+from tests.conftest import crop
+
+PAN = [sys.executable, "-m", "pan_cli"]
+
+
+def train_cmd(data, run, steps, *extra):
+    return [*PAN, "train", "derain", "--data", str(data), "--steps", str(steps), "--image-size", "24",
+            "--batch-size", "2", "--run-dir", str(run), "--checkpoint-every", "2", "--sample-every", "0", *extra]
+
+
+class Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_carrying_code_is_refused_without_running_it(tmp_path, run_pan):
+    marker, evil = tmp_path / "pwned", tmp_path / "evil.pt"
+    torch.save({"format": 1, "config": {}, "step": 0, "T": Payload(marker)}, evil)
+    with pytest.raises(PanError, match="refused for safety"):
+        load_checkpoint(evil)
+    write_image(tmp_path / "x.png", crop("coffee"))
+    result = run_pan("infer", "--task", "derain", "--checkpoint", evil, tmp_path / "x.png", "-o", tmp_path / "o")
+    assert result.exit_code == 1 and "refused for safety" in result.stderr
+    assert not marker.exists()
+
+
+def test_checkpoint_of_another_format_says_why(tmp_path):
+    torch.save({"format": 99, "config": {}, "step": 0, "T": {}}, tmp_path / "new.pt")
+    with pytest.raises(PanError, match="checkpoint format 99; this pan .* reads format 1"):
+        load_checkpoint(tmp_path / "new.pt")
+
+
+def test_sigkill_between_write_and_rename_keeps_the_previous_checkpoint(rain_pairs, tmp_path):
+    run = tmp_path / "run"
+    # Kill the process (SIGKILL: no handler, no cleanup) right before step-4.pt is renamed into place.
+    crash = ("import os, runpy, signal, sys\n"
+             "real = os.replace\n"
+             "def replace(a, b):\n"
+             "    if str(b).endswith('step-4.pt'):\n"
+             "        os.kill(os.getpid(), signal.SIGKILL)\n"
+             "    return real(a, b)\n"
+             "os.replace = replace\n"
+             "sys.argv = ['pan'] + sys.argv[1:]\n"
+             "runpy.run_module('pan_cli', run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", crash, *train_cmd(rain_pairs, run, 6)[3:]], capture_output=True)
+    assert done.returncode == -9
+    assert list(run.glob(".step-4.pt.*.tmp"))  # the cut-short write is there, under a temporary name
+    assert load_checkpoint(run / "latest.pt")["step"] == 2
+    resumed = subprocess.run(train_cmd(rain_pairs, run, 6, "--resume", "auto"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stderr and "at step 2" in resumed.stderr
+    assert load_checkpoint(run / "latest.pt")["step"] == 6
+    assert not list(run.glob(".*.tmp"))
+
+
+def small_run(rain_pairs, run, steps=4, resume=None):
+    config = make_config("derain", image_size=24, batch_size=2, steps=steps)
+    options = TrainOptions(run_dir=run, checkpoint_every=2, sample_every=0, keep=0)
+    messages = []
+    path = train(config, find_pairs(detect_layout(rain_pairs)), options, resume=resume, steps=steps,
+                 warn=messages.append)
+    return path, messages
+
+
+def test_resume_auto_skips_a_damaged_latest_and_reports_it(rain_pairs, tmp_path):
+    run = tmp_path / "run"
+    small_run(rain_pairs, run)
+    damaged = run / "damaged"
+    damaged.write_bytes((run / "step-4.pt").read_bytes()[:1000])
+    os.replace(damaged, run / "latest.pt")  # latest.pt is now a truncated file; step-4.pt is intact
+    with pytest.raises(PanError, match="latest.pt is not a pan checkpoint"):
+        small_run(rain_pairs, run, steps=6, resume="latest")
+    path, messages = small_run(rain_pairs, run, steps=6, resume="auto")
+    assert any("skipping" in m and "latest.pt" in m for m in messages)
+    assert any("resuming from" in m and "step-4.pt" in m for m in messages)
+    assert load_checkpoint(path)["step"] == 6
+
+
+def test_resume_auto_starts_fresh_in_an_empty_run_dir(rain_pairs, tmp_path):
+    path, _ = small_run(rain_pairs, tmp_path / "run", steps=2, resume="auto")
+    assert load_checkpoint(path)["step"] == 2
+
+
+def test_a_fresh_run_never_overwrites_an_existing_one(rain_pairs, tmp_path):
+    run = tmp_path / "run"
+    small_run(rain_pairs, run, steps=2)
+    before = (run / "latest.pt").read_bytes()
+    with pytest.raises(PanError, match="already holds a run .*--resume"):
+        small_run(rain_pairs, run, steps=2)
+    assert (run / "latest.pt").read_bytes() == before
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(rain_pairs, tmp_path, monkeypatch):
+    import pan_cli.losses.objective as objective
+
+    real, calls = objective.pixel_l1, {"n": 0}
+
+    def poisoned(output, target):
+        calls["n"] += 1
+        value = real(output, target)
+        return value * float("nan") if calls["n"] >= 3 else value
+
+    monkeypatch.setattr(objective, "pixel_l1", poisoned)
+    config = make_config("derain", image_size=24, batch_size=2, steps=6)
+    options = TrainOptions(run_dir=tmp_path / "run", checkpoint_every=1, log_every=1, sample_every=0, keep=0)
+    expected = r"non-finite loss at step 3 \(.*t_pixel=nan.*last good checkpoint is .*step-2.pt"
+    with pytest.raises(PanError, match=expected):
+        train(config, find_pairs(detect_layout(rain_pairs)), options)
+    state = load_checkpoint(tmp_path / "run" / "latest.pt")
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["T"].values() if v.is_floating_point())
+
+
+def test_an_image_over_the_pixel_limit_is_refused(tmp_path):
+    write_image(tmp_path / "big.png", torch.zeros(3, 100, 100, dtype=torch.uint8))
+    with pytest.raises(ImageReadError, match="100x100 is over the limit of 5000 pixels"):
+        read_image(tmp_path / "big.png", max_pixels=5000)
+
+
+def _encoded(fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(crop("coffee", 24, 32).permute(1, 2, 0).numpy()).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+GOOD = {"PNG": _encoded("PNG"), "JPEG": _encoded("JPEG")}
+
+
+@st.composite
+def hostile_bytes(draw):
+    kind = draw(st.sampled_from(["random", "truncated", "mutated"]))
+    if kind == "random":
+        return draw(st.binary(max_size=2000))
+    base = GOOD[draw(st.sampled_from(sorted(GOOD)))]
+    if kind == "truncated":
+        return base[: draw(st.integers(0, len(base) - 1))]
+    data = bytearray(base)
+    for _ in range(draw(st.integers(1, 12))):
+        data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    return bytes(data)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=hostile_bytes())
+def test_fuzzed_bytes_either_decode_or_raise_a_named_image_error(tmp_path, data):
+    path = tmp_path / "fuzz.png"
+    path.write_bytes(data)
+    try:
+        image = read_image(path)
+    except ImageReadError as exc:
+        assert str(exc).startswith(str(path))
+    else:
+        assert image.dtype == torch.uint8 and image.shape[0] == 3
+
+
+def test_infer_over_fuzzed_files_reports_each_bad_one_and_writes_the_good(tmp_path, run_pan, trained_checkpoint):
+    rng = random.Random(5)
+    folder = tmp_path / "in"
+    for i, name in enumerate(["astronaut", "rocket", "chelsea"]):
+        write_image(folder / f"good{i}.png", crop(name, 24, 32))
+    for i in range(12):
+        base = bytearray(GOOD["PNG" if i % 2 else "JPEG"])
+        if i % 3 == 0:
+            base = base[: rng.randrange(len(base))]
+        else:
+            for _ in range(rng.randrange(1, 20)):
+                base[rng.randrange(len(base))] = rng.randrange(256)
+        (folder / f"fuzz{i}.{'png' if i % 2 else 'jpg'}").write_bytes(bytes(base))
+    (folder / "empty.png").write_bytes(b"")
+    result = run_pan("infer", "--task", "derain", "--checkpoint", trained_checkpoint, folder, "-o", tmp_path / "o")
+    assert "Traceback" not in result.stderr
+    written = {line.rsplit("/", 1)[1].rsplit(".", 1)[0] for line in result.stdout.splitlines()}
+    assert {"good0", "good1", "good2"} <= written
+    for path in folder.iterdir():
+        assert path.stem in written or f"{path.name}:" in result.stderr, path.name
+    assert result.exit_code == 3  # at least the empty file failed; the rest were written
+
+
+def test_infer_memory_does_not_grow_with_the_number_of_inputs(tmp_path, trained_checkpoint):
+    folder = tmp_path / "many"
+    image = crop("astronaut", 48, 64)
+    for i in range(200):
+        write_image(folder / ("a" if i < 50 else "b") / f"{i:03d}.png", image)
+    measure = ("import resource, runpy, sys\n"
+               "sys.argv = ['pan'] + sys.argv[1:]\n"
+               "try:\n    runpy.run_module('pan_cli', run_name='__main__')\n"
+               "except SystemExit:\n    pass\n"
+               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+
+    def peak_kib(inputs, out):
+        done = subprocess.run([sys.executable, "-c", measure, "infer", "--task", "derain", "--checkpoint",
+                               str(trained_checkpoint), *map(str, inputs), "-o", str(out), "-q"],
+                              capture_output=True, text=True)
+        assert len(done.stdout.splitlines()) == sum(len(list(p.rglob("*.png"))) for p in inputs)
+        return int(done.stderr.strip().splitlines()[-1])
+
+    at_50 = peak_kib([folder / "a"], tmp_path / "o50")
+    at_200 = peak_kib([folder], tmp_path / "o200")
+    assert at_200 < at_50 * 1.1 + 20 * 1024, (at_50, at_200)  # flat: within 10% + 20 MiB
+
+
+def test_infer_piped_into_head_ends_cleanly(tmp_path, trained_checkpoint):
+    for i in range(12):
+        write_image(tmp_path / "in" / f"{i:02d}.png", crop("rocket", 24, 32))
+    command = (f"set -o pipefail; {sys.executable} -m pan_cli infer --task derain --checkpoint "
+               f"{trained_checkpoint} {tmp_path / 'in'} -o {tmp_path / 'o'} --batch-size 1 | head -n 3")
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    assert len(done.stdout.splitlines()) == 3
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
