@@ -14,7 +14,9 @@ from pan_cli.config import OBJECTIVES
 from pan_cli.datasets.images import WRITE_FORMATS
 from pan_cli.datasets.layout import detect_layout, find_pairs
 from pan_cli.errors import PanError
+from pan_cli.evaluation import best_split, matching_files, render, score_files, score_model
 from pan_cli.inference import Predictor, collect_jobs, run_inference
+from pan_cli.metrics import Settings
 from pan_cli.networks import GENERATORS, build_discriminator, build_generator, count_parameters
 from pan_cli.progress import progress_bar, stderr_console
 from pan_cli.tasks import TASKS, make_config
@@ -109,35 +111,31 @@ def tasks_command(verbose: bool) -> None:
 @click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--sample-every", type=click.IntRange(min=0), default=200, show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--val-every", type=click.IntRange(min=1), default=500, show_default=True,
+              help="With a val/ split: score it and keep best.pt.")
 @click.option("--keep", type=click.IntRange(min=0), default=3, show_default=True,
               help="step-N.pt files to keep (0: all).")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="DataLoader worker processes.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
-def train_command(task: str, data: Path, steps, epochs, batch_size, image_size, load_size, lr, lambdas, margin,
-                  lambda_pix, objective, gan_form, generator, residual, ema, direction, paper, seed,
-                  device, run_dir, resume, detect_anomaly, log_every, sample_every, checkpoint_every, keep, workers,
-                  quiet) -> None:
+def train_command(task: str, data: Path, steps: int | None, epochs: float | None, paper: bool, device: str,
+                  run_dir: Path | None, resume: str | None, quiet: bool, **settings) -> None:
     """Train TASK on the pairs in --data; prints the final checkpoint's path on stdout."""
-    config = make_config(
-        task, paper=paper, batch_size=batch_size, image_size=image_size, load_size=load_size, lr=lr,
-        lambdas=lambdas, margin=margin, lambda_pix=lambda_pix, objective=objective, gan_form=gan_form,
-        generator=generator, residual=residual, ema=ema, direction=direction, seed=seed,
-    )
+    runtime = {k: settings.pop(k) for k in ("log_every", "sample_every", "checkpoint_every", "val_every", "keep",
+                                            "workers", "detect_anomaly")}
+    config = make_config(task, paper=paper, **settings)  # the rest are RunConfig settings; None = default
     console = stderr_console(quiet)
     layout = detect_layout(data)
     pairs = find_pairs(layout, "train")
-    console.print(f"data: {layout.describe()}; {len(pairs)} training pairs", highlight=False)
+    val_pairs = find_pairs(layout, "val") if "val" in layout.splits else None
+    found = f"; {len(val_pairs)} validation pairs (best.pt by PSNR)" if val_pairs else ""
+    console.print(f"data: {layout.describe()}; {len(pairs)} training pairs{found}", highlight=False)
     if epochs is not None:
         if steps is not None:
             raise click.UsageError("give --steps or --epochs, not both")
         batches_per_step = 1 if config.objective == "l1" else 2
         steps = max(1, math.ceil(epochs * len(pairs) / (config.batch_size * batches_per_step)))
-    options = TrainOptions(
-        run_dir=run_dir or Path("runs") / task, device=pick_device(device), log_every=log_every,
-        sample_every=sample_every, checkpoint_every=checkpoint_every, keep=keep, workers=workers,
-        detect_anomaly=detect_anomaly,
-    )
+    options = TrainOptions(run_dir=run_dir or Path("runs") / task, device=pick_device(device), **runtime)
     total = steps or config.steps
     with progress_bar(console) as bar:
         job = bar.add_task(f"train {task}", total=total, info="")
@@ -149,7 +147,7 @@ def train_command(task: str, data: Path, steps, epochs, batch_size, image_size, 
                 info = " ".join(f"{k[2:]}={scalars[k]:.3f}" for k in shown if k in scalars)
             bar.update(job, completed=step, **({"info": info} if info else {}))
 
-        final = train(config, pairs, options, resume=resume, steps=steps, on_step=on_step,
+        final = train(config, pairs, options, resume=resume, steps=steps, on_step=on_step, val_pairs=val_pairs,
                       warn=lambda message: console.print(f"pan: {message}", highlight=False))
     console.print(f"done: checkpoint {final}", highlight=False)
     click.echo(str(final))
@@ -199,6 +197,44 @@ def infer_command(inputs, task, checkpoint, out_dir, batch_size, device, fmt, on
                   highlight=False)
     if summary.failed:
         sys.exit(EXIT_PARTIAL if summary.written and on_error == "skip" else 1)
+
+
+@cli.command("eval")
+@click.option("--pred", type=click.Path(path_type=Path), help="Folder of outputs to score (with --ref).")
+@click.option("--ref", type=click.Path(path_type=Path), help="Folder of targets with the same file names.")
+@click.option("--task", type=click.Choice(list(TASKS)), help="Score a model instead (with --data).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="Default: runs/TASK/latest.pt.")
+@click.option("--data", type=click.Path(path_type=Path), help="Dataset whose pairs the model is scored on.")
+@click.option("--split", help="Split of --data (default: test, else val, else the pairs in --data).")
+@click.option("--save", type=click.Path(path_type=Path), help="Also write the model's outputs here.")
+@click.option("--channel", type=click.Choice(["rgb", "y"]), default="rgb", show_default=True,
+              help="Score RGB or BT.601 luma (as de-raining papers report).")
+@click.option("--crop-border", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image, then the mean.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+def eval_command(pred, ref, task, checkpoint, data, split, save, channel, crop_border, as_json, as_csv,
+                 device) -> None:
+    """PSNR, SSIM, UQI and VIF per image and their mean, on 8-bit images.
+
+    Either score existing images (--pred DIR --ref DIR) or a model on a dataset
+    (--task TASK --data DIR [--checkpoint FILE])."""
+    if as_json and as_csv:
+        raise click.UsageError("give --json or --csv, not both")
+    settings = Settings(channel=channel, crop_border=crop_border)
+    if pred is not None or ref is not None:
+        if pred is None or ref is None or task or data:
+            raise click.UsageError("--pred and --ref go together, without --task/--data")
+        rows = list(score_files(matching_files(pred, ref), settings))
+    elif task and data:
+        layout = detect_layout(data)
+        pairs = find_pairs(layout, split or best_split(layout.splits))
+        predictor = Predictor.from_checkpoint(checkpoint or Path("runs") / task / "latest.pt", task,
+                                              pick_device(device))
+        rows = list(score_model(predictor, pairs, settings, save))
+    else:
+        raise click.UsageError("give --pred and --ref, or --task and --data")
+    click.echo(render(rows, settings, "json" if as_json else "csv" if as_csv else "table"), nl=False)
 
 
 def main() -> None:

@@ -28,8 +28,11 @@ from pan_cli.datasets.images import atomic_write, to_uint8, write_image
 from pan_cli.datasets.layout import Pair
 from pan_cli.datasets.paired import PairedImages, StepBatches
 from pan_cli.errors import PanError
+from pan_cli.evaluation import mean_row, score_model
+from pan_cli.inference import Predictor
 from pan_cli.losses import discriminator_loss, transformer_loss
-from pan_cli.networks import Discriminator, build_discriminator, build_generator
+from pan_cli.metrics import Settings
+from pan_cli.networks import GENERATORS, Discriminator, build_discriminator, build_generator
 
 EXIT_INTERRUPTED = 130
 
@@ -50,6 +53,7 @@ class TrainOptions:
     keep: int = 3  # step-N.pt files kept besides latest.pt; 0 keeps all
     workers: int = 0
     detect_anomaly: bool = False
+    val_every: int = 500  # with validation pairs: score them, keep best.pt by PSNR
 
 
 def pick_device(name: str) -> torch.device:
@@ -233,14 +237,16 @@ def train(
     steps: int | None = None,
     on_step: Callable[[int, dict[str, float] | None], None] | None = None,
     warn: Callable[[str], None] = lambda message: None,
+    val_pairs: list[Pair] | None = None,
 ) -> Path:
     """Train, writing checkpoints, samples and metrics.jsonl under options.run_dir.
 
     `resume` "latest" continues from run_dir/latest.pt, "auto" from the newest checkpoint that
     loads (or starts fresh if there is none); the checkpoint's config wins, and `steps`, when
     given, sets the new total. A resumed run ends with the same weights as one that never
-    stopped. A fresh run refuses a run_dir that already holds checkpoints. Returns the last
-    checkpoint's path."""
+    stopped. A fresh run refuses a run_dir that already holds checkpoints. With `val_pairs`,
+    every options.val_every steps the inference weights are scored on them and best.pt links
+    to the best checkpoint by PSNR. Returns the last checkpoint's path."""
     run_dir, device = options.run_dir, options.device
     latest = run_dir / "latest.pt"
     state = None
@@ -277,10 +283,11 @@ def train(
     if free < needed:
         raise PanError(f"{run_dir}: {free / 2**20:.0f} MiB free, but a checkpoint needs about "
                        f"{needed / 2**20:.0f} MiB to be written safely")
-    start = 0
+    start, best = 0, {"step": 0, "psnr": float("-inf")}
     if state is not None:
         models.load_state(state)
         start = state["step"]
+        best = state.get("best") or best
         if start >= config.steps:
             warn(f"the run is already at step {start} of {config.steps}; give a larger --steps to go on")
     metrics_path = run_dir / "metrics.jsonl"
@@ -303,6 +310,24 @@ def train(
         x, y = next(batches)
         return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
+    def validate(step: int) -> bool:
+        """Score the inference weights on the validation pairs; True when they beat the best."""
+        nonlocal best
+        net = models.inference_net()
+        rows = list(score_model(Predictor(config, net, device), val_pairs, Settings()))
+        models.T.train()
+        means = mean_row(rows).scores
+        with metrics_path.open("a") as handle:
+            handle.write(json.dumps({"step": step, **{f"val_{k}": v for k, v in means.items()}}) + "\n")
+        if means["psnr"] <= best["psnr"]:
+            return False
+        best = {"step": step, "psnr": means["psnr"]}
+        return True
+
+    if val_pairs and GENERATORS[config.generator].multiple == 0:
+        warn(f"no validation: {config.generator!r} is not fully convolutional")
+        val_pairs = None
+
     def last_good() -> str:
         previous = last_saved or (latest if latest.exists() else None)
         return f"; the last good checkpoint is {previous}" if previous else ""
@@ -310,7 +335,7 @@ def train(
     def save(step: int) -> Path:
         path = run_dir / f"step-{step}.pt"
         try:
-            save_checkpoint(path, models.state(config, step))
+            save_checkpoint(path, {**models.state(config, step), "best": best})
             link_latest(path, latest)
         except OSError as exc:
             raise PanError(f"could not write {path}: {exc.strerror or exc}{last_good()}") from None
@@ -348,8 +373,11 @@ def train(
                 sums, count = {}, 0
             if options.sample_every and step % options.sample_every == 0:
                 write_samples(run_dir / "samples" / f"step-{step}.png", x, output, y)
-            if step % options.checkpoint_every == 0 or step == config.steps:
+            improved = bool(val_pairs) and (step % options.val_every == 0 or step == config.steps) and validate(step)
+            if improved or step % options.checkpoint_every == 0 or step == config.steps:
                 last_saved = save(step)
+            if improved:
+                link_latest(last_saved, run_dir / "best.pt")
             if on_step is not None:
                 on_step(step, scalars)
             if stop_requested():

@@ -1,0 +1,89 @@
+"""`pan eval` output formats and errors, and best.pt from a validation split."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from pan_cli.checkpoint import load_checkpoint
+from pan_cli.datasets.images import write_image
+from pan_cli.metrics import Settings, score
+from tests.conftest import crop, make_rain_pairs
+
+
+def two_folders(root):
+    for name in ("astronaut", "rocket"):
+        write_image(root / "pred" / f"{name}.png", crop(name))
+        write_image(root / "ref" / f"{name}.png", crop(name))
+    return root / "pred", root / "ref"
+
+
+def test_identical_folders_give_inf_psnr_and_ssim_one_in_every_format(tmp_path, run_pan):
+    pred, ref = two_folders(tmp_path)
+    table = run_pan("eval", "--pred", pred, "--ref", ref)
+    assert table.exit_code == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0] == "# channel=rgb crop_border=0 data_range=255"
+    assert [line.split()[0] for line in lines[2:]] == ["astronaut", "rocket", "mean"]
+    assert lines[-1].split()[1:] == ["inf", "1.0000", "1.0000", "1.0000"]
+    rows = [json.loads(line) for line in run_pan("eval", "--pred", pred, "--ref", ref, "--json").stdout.splitlines()]
+    assert [r["name"] for r in rows] == ["astronaut", "rocket", "mean"]
+    assert rows[-1]["psnr"] == "inf" and rows[-1]["ssim"] == 1.0 and rows[-1]["channel"] == "rgb"
+    table_csv = list(csv.DictReader(io.StringIO(run_pan("eval", "--pred", pred, "--ref", ref, "--csv").stdout)))
+    assert table_csv[0]["psnr"] == "inf" and table_csv[-1]["name"] == "mean"
+
+
+def test_scores_and_settings_reach_the_output(tmp_path, run_pan):
+    pred, ref = two_folders(tmp_path)
+    noisy = (crop("rocket").float() * 0.9).round().byte()
+    write_image(pred / "rocket.png", noisy)
+    result = run_pan("eval", "--pred", pred, "--ref", ref, "--json", "--channel", "y", "--crop-border", "4")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+
+    expected = score(crop("rocket"), noisy, Settings(channel="y", crop_border=4))
+    assert rows[1]["psnr"] == expected["psnr"] and rows[1]["vif"] == expected["vif"]
+    assert (rows[1]["channel"], rows[1]["crop_border"]) == ("y", 4)
+
+
+def test_mismatched_names_or_sizes_are_clear_errors(tmp_path, run_pan):
+    pred, ref = two_folders(tmp_path)
+    (ref / "rocket.png").unlink()
+    result = run_pan("eval", "--pred", pred, "--ref", ref)
+    assert result.exit_code == 1 and "rocket has no match in" in result.stderr and result.stdout == ""
+    write_image(ref / "rocket.png", crop("rocket", 40, 64))
+    result = run_pan("eval", "--pred", pred, "--ref", ref)
+    assert result.exit_code == 1 and "rocket.png is 64x48 but" in result.stderr
+
+
+def test_eval_scores_a_checkpoint_on_a_dataset(tmp_path, run_pan, trained_checkpoint):
+    data = make_rain_pairs(tmp_path / "data" / "test")
+    result = run_pan("eval", "--task", "derain", "--checkpoint", trained_checkpoint, "--data", tmp_path / "data",
+                     "--json", "--save", tmp_path / "saved")
+    assert result.exit_code == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 5 and rows[-1]["name"] == "mean"
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == sorted(p.name for p in (data / "A").iterdir())
+    rescored = [json.loads(line) for line in run_pan("eval", "--pred", tmp_path / "saved", "--ref", data / "B",
+                                                     "--json").stdout.splitlines()]
+    assert rescored == rows  # scoring the saved files gives the same numbers
+
+
+def test_training_with_a_val_split_keeps_best_pt(tmp_path, run_pan):
+    make_rain_pairs(tmp_path / "data" / "train")
+    make_rain_pairs(tmp_path / "data" / "val", names=("coffee", "chelsea"), seed=5)
+    run = tmp_path / "run"
+    result = run_pan("train", "derain", "--data", tmp_path / "data", "--steps", "4", "--image-size", "24",
+                     "--batch-size", "2", "--run-dir", run, "--val-every", "2", "--sample-every", "0")
+    assert result.exit_code == 0, result.stderr
+    assert "2 validation pairs" in result.stderr
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in records if "val_psnr" in r]
+    assert [r["step"] for r in val] == [2, 4]
+    best = load_checkpoint(run / "best.pt")
+    best_step = max(val, key=lambda r: r["val_psnr"])["step"]
+    assert best["step"] == best_step and best["best"]["psnr"] == max(r["val_psnr"] for r in val)
+    write_image(tmp_path / "x.png", crop("coffee"))
+    inferred = run_pan("infer", "--task", "derain", "--checkpoint", run / "best.pt", tmp_path / "x.png",
+                       "-o", tmp_path / "o")
+    assert inferred.exit_code == 0 and inferred.stdout.strip() == str(tmp_path / "o" / "x.png")
