@@ -11,7 +11,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -143,3 +143,15 @@ def write_image(path: Path, image: torch.Tensor, fmt: str | None = None) -> None
     pil = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
     options = {"quality": 95} if fmt == "jpg" else {}
     atomic_write(path, lambda handle: pil.save(handle, format=WRITE_FORMATS[fmt], **options))
+
+
+def write_grid(path: Path, tiles: Sequence[torch.Tensor], columns: int) -> torch.Tensor:
+    """uint8 CHW tiles (cropped to the smallest one's size; grey tiles shown as RGB) in rows of
+    `columns`, with white gaps, written atomically; returns the grid."""
+    from torchvision.utils import make_grid
+
+    height, width = min(t.shape[1] for t in tiles), min(t.shape[2] for t in tiles)
+    tiles = [t[:3, :height, :width].expand(3, -1, -1).float() / 255 for t in tiles]
+    grid = (make_grid(tiles, nrow=columns, padding=4, pad_value=1.0) * 255).round().to(torch.uint8)
+    write_image(path, grid)
+    return grid

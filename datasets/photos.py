@@ -3,9 +3,15 @@ with no download. Training and held-out sets are disjoint."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Sequence
+
 import numpy as np
 import skimage.data
 import torch
+
+from pan_cli.datasets.images import write_image
+from pan_cli.datasets.rain import RainModel
 
 TRAIN_PHOTOS = ("astronaut", "rocket", "stereo_motorcycle", "hubble_deep_field", "immunohistochemistry")
 HELD_OUT_PHOTOS = ("chelsea", "coffee")
@@ -20,3 +26,18 @@ def builtin_photo(name: str) -> torch.Tensor:
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     return torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1).contiguous()
+
+
+def write_rain_pairs(folder: Path, photos: Sequence[str], draws: int, seed: int) -> list[str]:
+    """Each photo under `draws` rain draws, as A/ (rainy) + B/ (clean) pairs; returns the names."""
+    rain = RainModel()
+    generator = torch.Generator().manual_seed(seed)
+    names = []
+    for photo in photos:
+        clean = builtin_photo(photo)
+        for k in range(draws):
+            name = f"{photo}-{k}"
+            write_image(folder / "A" / f"{name}.png", rain(clean, generator))
+            write_image(folder / "B" / f"{name}.png", clean)
+            names.append(name)
+    return names

@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from pathlib import Path
 
 import click
 
 from pan_cli import __version__
+from pan_cli.compare import compare
 from pan_cli.config import OBJECTIVES
 from pan_cli.datasets.images import WRITE_FORMATS
 from pan_cli.datasets.layout import detect_layout, find_pairs
+from pan_cli.datasets.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, write_rain_pairs
 from pan_cli.errors import PanError
 from pan_cli.evaluation import best_split, matching_files, render, score_files, score_model
 from pan_cli.inference import Predictor, collect_jobs, run_inference
 from pan_cli.metrics import Settings
 from pan_cli.networks import GENERATORS, build_discriminator, build_generator, count_parameters
 from pan_cli.progress import progress_bar, stderr_console
+from pan_cli.report import write_report
 from pan_cli.tasks import TASKS, make_config
 from pan_cli.training import EXIT_INTERRUPTED, Interrupted, TrainOptions, pick_device, train
 
@@ -108,6 +112,9 @@ def tasks_command(verbose: bool) -> None:
               help="Continue the run in --run-dir: from latest.pt, or (auto) from the newest checkpoint "
                    "that loads, starting fresh if there is none.")
 @click.option("--detect-anomaly", is_flag=True, help="Debug: find the operation that made a NaN/inf.")
+@click.option("--tensorboard", is_flag=True, help="Also log to RUN_DIR/tensorboard (pip install 'pan[tensorboard]').")
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True),
+              help="Stop (with a checkpoint) at the first step after this many seconds of training.")
 @click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--sample-every", type=click.IntRange(min=0), default=200, show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
@@ -122,7 +129,7 @@ def train_command(task: str, data: Path, steps: int | None, epochs: float | None
                   run_dir: Path | None, resume: str | None, quiet: bool, **settings) -> None:
     """Train TASK on the pairs in --data; prints the final checkpoint's path on stdout."""
     runtime = {k: settings.pop(k) for k in ("log_every", "sample_every", "checkpoint_every", "val_every", "keep",
-                                            "workers", "detect_anomaly")}
+                                            "workers", "detect_anomaly", "time_limit", "tensorboard")}
     config = make_config(task, paper=paper, **settings)  # the rest are RunConfig settings; None = default
     console = stderr_console(quiet)
     layout = detect_layout(data)
@@ -235,6 +242,70 @@ def eval_command(pred, ref, task, checkpoint, data, split, save, channel, crop_b
     else:
         raise click.UsageError("give --pred and --ref, or --task and --data")
     click.echo(render(rows, settings, "json" if as_json else "csv" if as_csv else "table"), nl=False)
+
+
+@cli.command("compare")
+@click.option("--task", required=True, type=click.Choice(list(TASKS)))
+@click.option("--data", type=click.Path(path_type=Path),
+              help="Dataset (train/ for training, test/ or val/ to score). derain: default built-in photos + rain.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("compare-output"), show_default=True)
+@click.option("--objectives", default="pan,pix2pix,l1", show_default=True)
+@click.option("--seeds", default="0,1", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=150, show_default=True, help="PAN's steps per run.")
+@click.option("--image-size", type=click.IntRange(min=8), default=96, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("-q", "--quiet", is_flag=True)
+def compare_command(task, data, out, objectives, seeds, steps, image_size, batch_size, quiet) -> None:
+    """Train pan, pix2pix and l1 on the same data and seeds; report both the equal-step and the
+    equal-wall-clock view (report.md and grid.png under --out; the table on stdout)."""
+    console = stderr_console(quiet)
+    names = [o.strip() for o in objectives.split(",") if o.strip()]
+    if not names or names[0] != "pan" or any(o not in OBJECTIVES for o in names):
+        raise click.BadParameter("a comma-separated list starting with pan, from " + ", ".join(OBJECTIVES),
+                                 param_hint="--objectives")
+    try:
+        seed_list = [int(s) for s in seeds.split(",")]
+    except ValueError:
+        raise click.BadParameter("comma-separated integers", param_hint="--seeds") from None
+    if data is None:
+        if task != "derain":
+            raise PanError(f"{task} needs --data (built-in data exists for derain only)")
+        data = out / "data"
+        write_rain_pairs(data / "train", TRAIN_PHOTOS, 6, 0)
+        write_rain_pairs(data / "test", HELD_OUT_PHOTOS, 3, 10_000)
+    layout = detect_layout(data)
+    train_pairs = find_pairs(layout, "train")
+    eval_split = best_split(layout.splits)
+    if eval_split == "train":
+        raise PanError(f"{data} has no test/ or val/ split to score on")
+    eval_pairs = find_pairs(layout, eval_split)
+    console.print(f"data: {layout.describe()}; {len(train_pairs)} training, {len(eval_pairs)} {eval_split} pairs",
+                  highlight=False)
+
+    def configs(objective: str, seed: int):
+        return make_config(task, objective=objective, seed=seed, image_size=image_size, batch_size=batch_size)
+
+    began = time.perf_counter()
+    result = compare(configs, names, seed_list, steps, train_pairs, eval_pairs, out,
+                     warn=lambda message: console.print(f"pan: {message}", highlight=False))
+    table = result.table(names)
+    minutes = (time.perf_counter() - began) / 60
+    report = (f"# pan compare --task {task}\n\n{len(train_pairs)} training pairs, {len(eval_pairs)} scored "
+              f"({eval_split}); {image_size}px crops, batch {batch_size}; PAN {steps} steps; seeds "
+              f"{', '.join(map(str, seed_list))}; mean ± sd over seeds; {minutes:.0f} minutes in all.\n\n"
+              f"{table}\n\n![grid](grid.png)\n\ngrid.png: one row per scored image: input | "
+              f"{' | '.join(names)} (equal wall-clock, seed {seed_list[0]}) | target\n")
+    (out / "report.md").write_text(report)
+    click.echo(table)
+
+
+@cli.command("report")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def report_command(run_dir: Path) -> None:
+    """Plot a run's losses and validation scores (report.png) and write report.html with the
+    sample grids; prints both paths."""
+    for path in write_report(run_dir):
+        click.echo(str(path))
 
 
 def main() -> None:

@@ -19,42 +19,15 @@ from pathlib import Path
 
 import click
 import torch
-from torchvision.utils import make_grid
 
-from pan_cli.datasets.images import read_image, write_image
+from pan_cli.datasets.images import read_image, write_grid
 from pan_cli.datasets.layout import detect_layout, find_pairs
-from pan_cli.datasets.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, builtin_photo
-from pan_cli.datasets.rain import RainModel
+from pan_cli.datasets.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, write_rain_pairs
 from pan_cli.inference import Job, Predictor, run_inference
 from pan_cli.metrics import psnr, ssim
 from pan_cli.progress import progress_bar, stderr_console
 from pan_cli.tasks import make_config
 from pan_cli.training import TrainOptions, train
-
-
-def make_pairs(folder: Path, variants: int, seed: int) -> None:
-    rain = RainModel()
-    generator = torch.Generator().manual_seed(seed)
-    for name in TRAIN_PHOTOS:
-        clean = builtin_photo(name)
-        for k in range(variants):
-            write_image(folder / "A" / f"{name}-{k}.png", rain(clean, generator))
-            write_image(folder / "B" / f"{name}-{k}.png", clean)
-
-
-def make_held_out(folder: Path, seed: int, draws: int) -> list[str]:
-    """Each held-out photo under `draws` rain draws from seeds the training never used."""
-    rain = RainModel()
-    generator = torch.Generator().manual_seed(10_000 + seed)
-    names = []
-    for photo in HELD_OUT_PHOTOS:
-        clean = builtin_photo(photo)
-        for k in range(draws):
-            name = f"{photo}-{k}"
-            write_image(folder / "rainy" / f"{name}.png", rain(clean, generator))
-            write_image(folder / "clean" / f"{name}.png", clean)
-            names.append(name)
-    return names
 
 
 @click.command()
@@ -72,8 +45,8 @@ def main(out: Path, steps: int, image_size: int, batch_size: int, lr: float, ema
     console = stderr_console()
     began = time.perf_counter()
     shutil.rmtree(out / "run", ignore_errors=True)  # the demo's own previous run, if any
-    make_pairs(out / "pairs", variants, seed)
-    held_out = make_held_out(out / "held-out", seed, draws=3)
+    write_rain_pairs(out / "pairs", TRAIN_PHOTOS, variants, seed)
+    held_out = write_rain_pairs(out / "held-out", HELD_OUT_PHOTOS, 3, 10_000 + seed)  # rain never trained on
     console.print(f"data: {len(TRAIN_PHOTOS) * variants} training pairs in {out / 'pairs'}; held out: "
                   f"{', '.join(HELD_OUT_PHOTOS)}, 3 rain draws each", highlight=False)
 
@@ -90,22 +63,18 @@ def main(out: Path, steps: int, image_size: int, batch_size: int, lr: float, ema
     trained = time.perf_counter()
 
     predictor = Predictor.from_checkpoint(checkpoint, "derain", torch.device("cpu"))
-    jobs = [Job(out / "held-out" / "rainy" / f"{n}.png", out / "derained" / f"{n}.png") for n in held_out]
+    jobs = [Job(out / "held-out" / "A" / f"{n}.png", out / "derained" / f"{n}.png") for n in held_out]
     run_inference(predictor, jobs, batch_size=1, workers=0, overwrite=True)
 
     rows, tiles = [], []
     for name in held_out:
-        clean = read_image(out / "held-out" / "clean" / f"{name}.png")
-        rainy = read_image(out / "held-out" / "rainy" / f"{name}.png")
+        clean = read_image(out / "held-out" / "B" / f"{name}.png")
+        rainy = read_image(out / "held-out" / "A" / f"{name}.png")
         derained = read_image(out / "derained" / f"{name}.png")
         rows.append((name, psnr(clean, rainy), psnr(clean, derained), ssim(clean, rainy), ssim(clean, derained)))
         if name.endswith("-0"):
             tiles += [rainy, derained, clean]
-    height = min(t.shape[1] for t in tiles)
-    tiles = [t[:, :height, : t.shape[2]] for t in tiles]
-    width = min(t.shape[2] for t in tiles)
-    grid = make_grid([t[:, :, :width].float() / 255 for t in tiles], nrow=3, padding=4, pad_value=1.0)
-    write_image(out / "before-after.png", (grid * 255).round().to(torch.uint8))
+    write_grid(out / "before-after.png", tiles, columns=3)
 
     click.echo(f"{'photo':<10} {'PSNR in':>8} {'PSNR out':>9} {'SSIM in':>8} {'SSIM out':>9}")
     for name, p_in, p_out, s_in, s_out in rows:

@@ -20,11 +20,10 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
-from torchvision.utils import make_grid
 
 from pan_cli.checkpoint import link_latest, load_checkpoint, newest_valid, run_checkpoints, save_checkpoint
 from pan_cli.config import RunConfig
-from pan_cli.datasets.images import atomic_write, to_uint8, write_image
+from pan_cli.datasets.images import atomic_write, to_uint8, write_grid
 from pan_cli.datasets.layout import Pair
 from pan_cli.datasets.paired import PairedImages, StepBatches
 from pan_cli.errors import PanError
@@ -54,6 +53,8 @@ class TrainOptions:
     workers: int = 0
     detect_anomaly: bool = False
     val_every: int = 500  # with validation pairs: score them, keep best.pt by PSNR
+    time_limit: float | None = None  # seconds of training; stops (with a checkpoint) at the first step past it
+    tensorboard: bool = False  # also log scalars and samples to run_dir/tensorboard
 
 
 def pick_device(name: str) -> torch.device:
@@ -186,15 +187,12 @@ def compose(x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
     return full
 
 
-def write_samples(path: Path, x: torch.Tensor, output: torch.Tensor, y: torch.Tensor) -> None:
-    """A grid with one row per image: input | output | target."""
-    rows = []
+def write_samples(path: Path, x: torch.Tensor, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A grid with one row per image: input | output | target; returns it (uint8 CHW)."""
+    tiles = []
     for i in range(min(4, x.shape[0])):
-        xi = x[i, :3]
-        rows += [xi, compose(x[i: i + 1], output[i: i + 1])[0], compose(x[i: i + 1], y[i: i + 1])[0]]
-    rows = [r.expand(3, -1, -1) if r.shape[0] == 1 else r for r in rows]
-    grid = make_grid(torch.stack(rows).float().cpu(), nrow=3, padding=2, pad_value=1.0)
-    write_image(path, to_uint8(grid))
+        tiles += [x[i], compose(x[i: i + 1], output[i: i + 1])[0], compose(x[i: i + 1], y[i: i + 1])[0]]
+    return write_grid(path, [to_uint8(t.cpu()) for t in tiles], columns=3)
 
 
 @contextmanager
@@ -218,6 +216,15 @@ def stop_on_signal() -> Iterator[Callable[[], bool]]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def tensorboard_writer(run_dir: Path):
+    """A SummaryWriter under run_dir/tensorboard; TensorBoard is an optional extra."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise PanError("--tensorboard needs the tensorboard package: pip install 'pan[tensorboard]'") from None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 
 def _trim_metrics(path: Path, last_step: int) -> None:
@@ -267,6 +274,7 @@ def train(
         config = config.replace(steps=steps)
     dataset = PairedImages(pairs, config)
     dataset.check_sizes()
+    board = tensorboard_writer(run_dir) if options.tensorboard else None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -361,8 +369,10 @@ def train(
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v
             count += 1
+            out_of_time = options.time_limit is not None and time.perf_counter() - began >= options.time_limit
+            last = step == config.steps or out_of_time
             scalars = None
-            if step % options.log_every == 0 or step == config.steps:
+            if step % options.log_every == 0 or last:
                 scalars = {k: (v / count).item() for k, v in sums.items()}  # the one sync per log
                 if not all(math.isfinite(v) for v in scalars.values()):
                     bad = ", ".join(f"{k}={v:.4g}" for k, v in scalars.items())
@@ -370,19 +380,29 @@ def train(
                 record = {"step": step, "elapsed_s": round(time.perf_counter() - began, 3), **scalars}
                 with metrics_path.open("a") as handle:
                     handle.write(json.dumps(record) + "\n")
+                if board is not None:
+                    for key, value in scalars.items():
+                        board.add_scalar(key, value, step)
                 sums, count = {}, 0
             if options.sample_every and step % options.sample_every == 0:
-                write_samples(run_dir / "samples" / f"step-{step}.png", x, output, y)
-            improved = bool(val_pairs) and (step % options.val_every == 0 or step == config.steps) and validate(step)
-            if improved or step % options.checkpoint_every == 0 or step == config.steps:
+                grid = write_samples(run_dir / "samples" / f"step-{step}.png", x, output, y)
+                if board is not None:
+                    board.add_image("samples", grid, step)
+            improved = bool(val_pairs) and (step % options.val_every == 0 or last) and validate(step)
+            if improved or step % options.checkpoint_every == 0 or last:
                 last_saved = save(step)
             if improved:
                 link_latest(last_saved, run_dir / "best.pt")
             if on_step is not None:
                 on_step(step, scalars)
+            if out_of_time:
+                warn(f"time limit of {options.time_limit:g}s reached at step {step}")
+                break
             if stop_requested():
                 if last_saved is None or last_saved.name != f"step-{step}.pt":
                     last_saved = save(step)
                 raise Interrupted(f"interrupted at step {step}; checkpoint {last_saved}; "
                                   f"continue with the same command and --resume")
+    if board is not None:
+        board.close()
     return last_saved if last_saved is not None else latest

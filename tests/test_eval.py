@@ -7,7 +7,7 @@ import io
 import json
 
 from pan_cli.checkpoint import load_checkpoint
-from pan_cli.datasets.images import write_image
+from pan_cli.datasets.images import read_image, write_image
 from pan_cli.metrics import Settings, score
 from tests.conftest import crop, make_rain_pairs
 
@@ -87,3 +87,27 @@ def test_training_with_a_val_split_keeps_best_pt(tmp_path, run_pan):
     inferred = run_pan("infer", "--task", "derain", "--checkpoint", run / "best.pt", tmp_path / "x.png",
                        "-o", tmp_path / "o")
     assert inferred.exit_code == 0 and inferred.stdout.strip() == str(tmp_path / "o" / "x.png")
+
+
+def test_tensorboard_logs_scalars_and_samples_and_report_renders_the_run(rain_pairs, tmp_path, run_pan):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    result = run_pan("train", "derain", "--data", rain_pairs, "--steps", "3", "--image-size", "24",
+                     "--batch-size", "2", "--run-dir", run, "--log-every", "1", "--sample-every", "2", "--tensorboard")
+    assert result.exit_code == 0, result.stderr
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("t_perceptual")] == [1, 2, 3]
+    assert [e.step for e in events.Images("samples")] == [2]
+    report = run_pan("report", run)
+    assert report.exit_code == 0, report.stderr
+    assert report.stdout.splitlines() == [str(run / "report.png"), str(run / "report.html")]
+    assert read_image(run / "report.png").shape[1] > 200  # a real plot
+    page = (run / "report.html").read_text()
+    assert "report.png" in page and "samples/step-2.png" in page and "&quot;task&quot;: &quot;derain&quot;" in page
+
+
+def test_report_of_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path, run_pan):
+    result = run_pan("report", tmp_path)
+    assert result.exit_code == 1 and "no metrics.jsonl" in result.stderr

@@ -82,7 +82,7 @@ def test_checkpoint_holds_everything_a_resume_and_inference_need(rain_pairs, tmp
     assert os.path.samefile(run / "latest.pt", run / "step-4.pt")
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-2.png", "step-4.png"]
     grid = read_image(run / "samples" / "step-4.png")
-    assert grid.shape[2] == 3 * 24 + 4 * 2  # input | output | target
+    assert grid.shape[2] == 3 * 24 + 4 * 4  # input | output | target, with 4-pixel gaps
     lines = (run / "metrics.jsonl").read_text().splitlines()
     record = json.loads(lines[-1])
     assert {"step", "d_gan", "d_hinge", "t_gan", "t_perceptual", "t_pixel", "t_P1"} <= set(record)

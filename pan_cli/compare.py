@@ -1,0 +1,118 @@
+"""`pan compare`: PAN against the objectives it was proposed against, on the same data.
+
+Each seed trains `pan` first for a fixed number of steps and measures its wall time; every
+other objective then trains, with the same networks, data order and seed, until it has
+done at least those steps *and* used that wall time. The checkpoint at PAN's step count gives
+the equal-step view, the last one the equal-wall-clock view (a PAN step costs several L1
+steps). Both are scored on the same held-out pairs; single GAN runs swing between nearby
+checkpoints, so the report gives the mean and spread over seeds.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from pan_cli.checkpoint import step_of
+from pan_cli.config import RunConfig
+from pan_cli.datasets.images import read_image, write_grid
+from pan_cli.datasets.layout import Pair
+from pan_cli.datasets.paired import load_pair
+from pan_cli.errors import PanError
+from pan_cli.evaluation import mean_row, score_model
+from pan_cli.inference import Predictor
+from pan_cli.metrics import METRICS, Settings
+from pan_cli.training import TrainOptions, train
+
+VIEWS = ("equal steps", "equal wall-clock")
+
+
+@dataclass
+class Result:
+    objective: str
+    seed: int
+    view: str
+    steps: int
+    seconds: float
+    scores: dict[str, float]
+
+
+@dataclass
+class Comparison:
+    results: list[Result] = field(default_factory=list)
+
+    def table(self, objectives: Sequence[str]) -> str:
+        """Markdown: one row per objective and view, mean ± sd over seeds."""
+        lines = ["| objective | view | steps | train s | PSNR | SSIM | UQI | VIF |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for view in VIEWS:
+            for objective in objectives:
+                rows = [r for r in self.results if r.objective == objective and r.view == view]
+                if not rows:
+                    continue
+
+                def cell(values: list[float], digits: int) -> str:
+                    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+                    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+
+                scores = [cell([r.scores[m] for r in rows], 2 if m == "psnr" else 4) for m in METRICS]
+                steps = "/".join(sorted({str(r.steps) for r in rows}))
+                seconds = statistics.mean(r.seconds for r in rows)
+                lines.append(f"| {objective} | {view} | {steps} | {seconds:.0f} | " + " | ".join(scores) + " |")
+        return "\n".join(lines)
+
+
+def compare(
+    configs: Callable[[str, int], RunConfig],
+    objectives: Sequence[str],
+    seeds: Sequence[int],
+    steps: int,
+    train_pairs: list[Pair],
+    eval_pairs: list[Pair],
+    out: Path,
+    warn: Callable[[str], None] = lambda message: None,
+) -> Comparison:
+    """Train every objective for every seed under out/runs and score both views."""
+    if objectives[0] != "pan":
+        raise ValueError("the comparison's time budget is PAN's: list 'pan' first")
+    if (out / "runs").exists():
+        raise PanError(f"{out / 'runs'} already exists: choose another --out, or remove it")
+    comparison = Comparison()
+    for seed in seeds:
+        budget = None
+        for objective in objectives:
+            config = configs(objective, seed)
+            run_dir = out / "runs" / f"{objective}-seed{seed}"
+            options = TrainOptions(run_dir=run_dir, checkpoint_every=steps, keep=0, sample_every=0,
+                                   log_every=max(1, steps // 20), time_limit=budget)
+            total = steps if budget is None else 1_000_000  # others: until PAN's wall time is used
+            warn(f"training {objective}, seed {seed}"
+                 + (f", {steps} steps" if budget is None else f", {budget:.0f}s (at least {steps} steps)"))
+            began = time.perf_counter()
+            last = train(config.replace(steps=total), train_pairs, options, warn=warn)
+            seconds = time.perf_counter() - began
+            if budget is None:
+                budget = seconds
+            final = step_of(last)
+            views = {VIEWS[0]: (run_dir / f"step-{steps}.pt", steps, seconds * steps / final),
+                     VIEWS[1]: (last, final, seconds)}
+            for view, (checkpoint, done, spent) in views.items():
+                if not checkpoint.exists():
+                    warn(f"{objective} seed {seed}: no checkpoint at step {steps} within the time budget")
+                    continue
+                predictor = Predictor.from_checkpoint(checkpoint, config.task, torch.device("cpu"))
+                save = out / "outputs" / objective if seed == seeds[0] and view == VIEWS[1] else None
+                rows = list(score_model(predictor, eval_pairs, Settings(), save))
+                comparison.results.append(Result(objective, seed, view, done, spent, mean_row(rows).scores))
+    config = configs(objectives[0], seeds[0])
+    tiles = []
+    for pair in eval_pairs:  # input | each objective (equal wall-clock, first seed) | target
+        x, y = load_pair(pair, config.direction, (config.in_channels, config.out_channels))
+        tiles += [x, *(read_image(out / "outputs" / o / f"{pair.name}.png") for o in objectives), y]
+    write_grid(out / "grid.png", tiles, columns=len(objectives) + 2)
+    return comparison
