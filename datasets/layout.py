@@ -73,7 +73,10 @@ def detect_layout(root: Path) -> Layout:
     return Layout(root, kind, splits, folders)
 
 
-def _by_name(folder: Path) -> dict[str, Path]:
+def images_by_name(folder: Path) -> dict[str, Path]:
+    """Every image below `folder` by its relative path without suffix ('sub/x' for sub/x.png)."""
+    if not folder.is_dir():
+        raise PanError(f"{folder} is not a folder")
     out: dict[str, Path] = {}
     for path in list_images(folder):
         name = path.relative_to(folder).with_suffix("").as_posix()
@@ -92,7 +95,7 @@ def find_pairs(layout: Layout, split: str = "train") -> list[Pair]:
                  if p.is_file() and is_image_path(p)]
     else:
         a_dir, b_dir = (folder / name for name in layout.folders)
-        a_files, b_files = _by_name(a_dir), _by_name(b_dir)
+        a_files, b_files = images_by_name(a_dir), images_by_name(b_dir)
         for name in sorted(set(a_files) ^ set(b_files)):
             have, lack = (a_files[name], b_dir) if name in a_files else (b_files[name], a_dir)
             raise PanError(f"{have} has no partner in {lack}/ (expected a file named {name}.*)")

@@ -10,6 +10,7 @@ quoted. Ratios within one run are the figures to trust on a noisy machine.
 
 from __future__ import annotations
 
+import math
 import resource
 import time
 from pathlib import Path
@@ -63,10 +64,15 @@ def peak_memory_mib(device: torch.device) -> float:
 
 
 class Pix2PixUNet(nn.Module):
-    """junyanz's unet_256: eight 4x4/2 downs to 1x1 and mirrored ups with skip concatenation."""
+    """junyanz's U-Net (unet_256 at 256: eight 4x4/2 downs to 1x1) with mirrored ups and skip
+    concatenation; log2(size) stages for other sizes, as unet_128 has seven."""
 
-    def __init__(self, widths=(64, 128, 256, 512, 512, 512, 512, 512)):
+    def __init__(self, size: int = 256):
         super().__init__()
+        stages = int(math.log2(size))
+        if 2**stages != size or stages < 5:
+            raise click.UsageError(f"the pix2pix reference needs a power-of-two size of at least 32, not {size}")
+        widths = (64, 128, 256, 512, *([512] * (stages - 4)))
         self.downs = nn.ModuleList()
         cin = 3
         for i, w in enumerate(widths):
@@ -108,7 +114,7 @@ def patchgan() -> nn.Module:
 
 
 def pix2pix_step(device: torch.device, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
-    G, D = Pix2PixUNet().to(device).train(), patchgan().to(device).train()
+    G, D = Pix2PixUNet(x.shape[-1]).to(device).train(), patchgan().to(device).train()
     opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
     bce = F.binary_cross_entropy_with_logits
@@ -168,7 +174,7 @@ def main(size: int, batch: int, repeats: int, device: str, out: Path) -> None:
             "| model | size | train s/step | train img/s | train GFLOP/s | % matmul | vs pix2pix step "
             "| infer img/s | infer % matmul | peak MiB |",
             "|---|---|---|---|---|---|---|---|---|---|",
-            f"| pix2pix reference (U-Net-256 + PatchGAN) | {size} | {ref_seconds:.3f} | "
+            f"| pix2pix reference (U-Net + 70x70 PatchGAN) | {size} | {ref_seconds:.3f} | "
             f"{batch / ref_seconds:.2f} | {ref_flops / ref_seconds / 1e9:.0f} | "
             f"{100 * ref_flops / ref_seconds / 1e9 / peak:.0f}% | 1.00x | | | |"]
     for generator in GENERATORS:

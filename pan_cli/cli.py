@@ -209,6 +209,8 @@ def infer_command(inputs, task, checkpoint, out_dir, batch_size, device, fmt, on
 @cli.command("eval")
 @click.option("--pred", type=click.Path(path_type=Path), help="Folder of outputs to score (with --ref).")
 @click.option("--ref", type=click.Path(path_type=Path), help="Folder of targets with the same file names.")
+@click.option("--mask", type=click.Path(path_type=Path),
+              help="With --pred/--ref: masks with the same names (white = hole); adds scores inside the hole.")
 @click.option("--task", type=click.Choice(list(TASKS)), help="Score a model instead (with --data).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="Default: runs/TASK/latest.pt.")
 @click.option("--data", type=click.Path(path_type=Path), help="Dataset whose pairs the model is scored on.")
@@ -220,7 +222,7 @@ def infer_command(inputs, task, checkpoint, out_dir, batch_size, device, fmt, on
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image, then the mean.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
-def eval_command(pred, ref, task, checkpoint, data, split, save, channel, crop_border, as_json, as_csv,
+def eval_command(pred, ref, mask, task, checkpoint, data, split, save, channel, crop_border, as_json, as_csv,
                  device) -> None:
     """PSNR, SSIM, UQI and VIF per image and their mean, on 8-bit images.
 
@@ -232,7 +234,7 @@ def eval_command(pred, ref, task, checkpoint, data, split, save, channel, crop_b
     if pred is not None or ref is not None:
         if pred is None or ref is None or task or data:
             raise click.UsageError("--pred and --ref go together, without --task/--data")
-        rows = list(score_files(matching_files(pred, ref), settings))
+        rows = list(score_files(matching_files(pred, ref), settings, mask))
     elif task and data:
         layout = detect_layout(data)
         pairs = find_pairs(layout, split or best_split(layout.splits))

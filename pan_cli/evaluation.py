@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from pan_cli.datasets.images import list_images, read_image, to_float, to_uint8, write_image
-from pan_cli.datasets.layout import Pair
+import torch
+
+from pan_cli.datasets.images import read_image, to_float, to_uint8, write_image
+from pan_cli.datasets.layout import Pair, images_by_name
 from pan_cli.datasets.paired import load_pair
 from pan_cli.errors import PanError
 from pan_cli.inference import Predictor
-from pan_cli.metrics import METRICS, Settings, score
+from pan_cli.metrics import Settings, hole_scores, score
 
 
 @dataclass(frozen=True)
@@ -26,12 +28,7 @@ class Row:
 
 def matching_files(pred_dir: Path, ref_dir: Path) -> list[tuple[str, Path, Path]]:
     """(name, prediction, reference) for files with the same relative name (any suffix)."""
-    def by_name(folder: Path) -> dict[str, Path]:
-        if not folder.is_dir():
-            raise PanError(f"{folder} is not a folder")
-        return {p.relative_to(folder).with_suffix("").as_posix(): p for p in list_images(folder)}
-
-    pred, ref = by_name(pred_dir), by_name(ref_dir)
+    pred, ref = images_by_name(pred_dir), images_by_name(ref_dir)
     missing = sorted(set(pred) ^ set(ref))
     if missing:
         where = ref_dir if missing[0] in pred else pred_dir
@@ -42,13 +39,27 @@ def matching_files(pred_dir: Path, ref_dir: Path) -> list[tuple[str, Path, Path]
     return [(name, pred[name], ref[name]) for name in sorted(pred)]
 
 
-def score_files(items: Iterable[tuple[str, Path, Path]], settings: Settings) -> Iterator[Row]:
+def _check_size(a: torch.Tensor, a_path: Path, b: torch.Tensor, b_path: Path) -> None:
+    if a.shape[1:] != b.shape[1:]:
+        raise PanError(f"{a_path} is {a.shape[2]}x{a.shape[1]} but {b_path} is {b.shape[2]}x{b.shape[1]}")
+
+
+def score_files(items: Iterable[tuple[str, Path, Path]], settings: Settings,
+                masks: Path | None = None) -> Iterator[Row]:
+    """Score each prediction against its reference; with `masks` (a folder of images with the
+    same names, white = hole) also inside the hole."""
+    by_name = images_by_name(masks) if masks is not None else {}
     for name, pred_path, ref_path in items:
         pred, ref = read_image(pred_path), read_image(ref_path)
-        if pred.shape != ref.shape:
-            raise PanError(f"{pred_path} is {pred.shape[2]}x{pred.shape[1]} but {ref_path} is "
-                           f"{ref.shape[2]}x{ref.shape[1]}")
-        yield Row(name, score(ref, pred, settings))
+        _check_size(pred, pred_path, ref, ref_path)
+        scores = score(ref, pred, settings)
+        if masks is not None:
+            if name not in by_name:
+                raise PanError(f"no mask for {name} in {masks}")
+            mask = read_image(by_name[name], channels=1) > 127
+            _check_size(mask, by_name[name], ref, ref_path)
+            scores.update(hole_scores(ref, pred, mask))
+        yield Row(name, scores)
 
 
 def score_model(predictor: Predictor, pairs: Sequence[Pair], settings: Settings,
@@ -64,7 +75,7 @@ def score_model(predictor: Predictor, pairs: Sequence[Pair], settings: Settings,
 
 
 def mean_row(rows: Sequence[Row]) -> Row:
-    return Row("mean", {m: sum(r.scores[m] for r in rows) / len(rows) for m in METRICS})
+    return Row("mean", {m: sum(r.scores[m] for r in rows) / len(rows) for m in rows[0].scores})
 
 
 def _plain(value: float) -> float | str:
@@ -75,22 +86,23 @@ def render(rows: Sequence[Row], settings: Settings, fmt: str) -> str:
     """All rows plus the mean, with the settings used, as 'table', 'json' (one object per line)
     or 'csv'. An infinite PSNR (identical images) is written as inf."""
     everything = [*rows, mean_row(rows)]
+    columns = list(rows[0].scores)
     if fmt == "json":
         return "".join(json.dumps({"name": r.name, **{m: _plain(v) for m, v in r.scores.items()},
                                    **settings.as_dict()}) + "\n" for r in everything)
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["name", *METRICS, *settings.as_dict()])
+        writer.writerow(["name", *columns, *settings.as_dict()])
         for r in everything:
-            writer.writerow([r.name, *(_plain(r.scores[m]) for m in METRICS), *settings.as_dict().values()])
+            writer.writerow([r.name, *(_plain(r.scores[m]) for m in columns), *settings.as_dict().values()])
         return buffer.getvalue()
     width = max(12, *(len(r.name) for r in everything))
     lines = ["# " + " ".join(f"{k}={v}" for k, v in settings.as_dict().items()),
-             f"{'image':<{width}} {'PSNR':>8} {'SSIM':>7} {'UQI':>7} {'VIF':>7}"]
+             f"{'image':<{width}} " + " ".join(f"{m.upper():>9}" for m in columns)]
     for r in everything:
-        s = r.scores
-        lines.append(f"{r.name:<{width}} {s['psnr']:8.3f} {s['ssim']:7.4f} {s['uqi']:7.4f} {s['vif']:7.4f}")
+        cells = (f"{r.scores[m]:9.3f}" if m.startswith(("psnr", "mae")) else f"{r.scores[m]:9.4f}" for m in columns)
+        lines.append(f"{r.name:<{width}} " + " ".join(cells))
     return "\n".join(lines) + "\n"
 
 

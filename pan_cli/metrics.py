@@ -142,6 +142,18 @@ def score(reference: torch.Tensor, test: torch.Tensor, settings: Settings = RGB)
     }
 
 
+def hole_scores(reference: torch.Tensor, test: torch.Tensor, mask: torch.Tensor, data_range: int = 255) -> dict:
+    """PSNR and mean absolute error over the masked pixels only (mask: nonzero = hole), as
+    inpainting is judged: the pixels outside the hole are the input's own."""
+    inside = mask.bool().expand_as(reference)
+    if not inside.any():
+        raise ValueError("the mask marks no pixel")
+    diff = reference[inside].double() - test[inside].double()
+    mse = float((diff * diff).mean())
+    return {"psnr_hole": float("inf") if mse == 0 else 10 * np.log10(data_range**2 / mse),
+            "mae_hole": float(diff.abs().mean())}
+
+
 def psnr(reference: torch.Tensor, test: torch.Tensor, settings: Settings = RGB) -> float:
     """PSNR in dB of two uint8 CHW images (inf when identical)."""
     return _psnr(prepare(reference, settings), prepare(test, settings), settings.data_range)

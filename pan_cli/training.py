@@ -236,6 +236,27 @@ def _trim_metrics(path: Path, last_step: int) -> None:
     atomic_write(path, lambda handle: handle.write(("\n".join(kept) + "\n" if kept else "").encode()))
 
 
+def _starting_point(config: RunConfig, run_dir: Path, resume: str | None, steps: int | None,
+                    warn: Callable[[str], None]) -> tuple[RunConfig, dict | None]:
+    """The config to run and the checkpoint state to start from (None: from scratch)."""
+    latest = run_dir / "latest.pt"
+    state = None
+    if resume == "auto":
+        state = newest_valid(run_dir, config.task, warn)
+    elif resume:
+        if not latest.exists():
+            raise PanError(f"--resume: no checkpoint at {latest} to resume from (--resume auto starts "
+                           "fresh when there is none)")
+        state = load_checkpoint(latest, task=config.task)
+    elif run_checkpoints(run_dir):
+        raise PanError(f"{run_dir} already holds a run ({run_checkpoints(run_dir)[0].name}); continue it with "
+                       "--resume, or choose another --run-dir")
+    if state is None:
+        return (config.replace(steps=steps) if steps else config), None
+    warn(f"resuming from {state.get('path', latest)} at step {state['step']}")
+    return state["config"].replace(steps=steps or state["config"].steps), state
+
+
 def train(
     config: RunConfig,
     pairs: list[Pair],
@@ -256,25 +277,9 @@ def train(
     to the best checkpoint by PSNR. Returns the last checkpoint's path."""
     run_dir, device = options.run_dir, options.device
     latest = run_dir / "latest.pt"
-    state = None
-    if resume == "auto":
-        state = newest_valid(run_dir, config.task, warn)
-    elif resume:
-        if not latest.exists():
-            raise PanError(f"--resume: no checkpoint at {latest} to resume from (--resume auto starts "
-                           "fresh when there is none)")
-        state = load_checkpoint(latest, task=config.task)
-    elif run_checkpoints(run_dir):
-        raise PanError(f"{run_dir} already holds a run ({run_checkpoints(run_dir)[0].name}); continue it with "
-                       "--resume, or choose another --run-dir")
-    if state is not None:
-        config = state["config"].replace(steps=steps or state["config"].steps)
-        warn(f"resuming from {state.get('path', latest)} at step {state['step']}")
-    elif steps:
-        config = config.replace(steps=steps)
+    config, state = _starting_point(config, run_dir, resume, steps, warn)
     dataset = PairedImages(pairs, config)
     dataset.check_sizes()
-    board = tensorboard_writer(run_dir) if options.tensorboard else None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -284,6 +289,7 @@ def train(
             stale.unlink()
     except OSError as exc:
         raise PanError(f"cannot write to run directory {run_dir}: {exc.strerror or exc}") from None
+    board = tensorboard_writer(run_dir) if options.tensorboard else None
 
     models = Models.build(config, device)
     needed = 2 * models.checkpoint_bytes()

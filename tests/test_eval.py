@@ -5,6 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+
+import pytest
+import torch
 
 from pan_cli.checkpoint import load_checkpoint
 from pan_cli.datasets.images import read_image, write_image
@@ -111,3 +115,22 @@ def test_tensorboard_logs_scalars_and_samples_and_report_renders_the_run(rain_pa
 def test_report_of_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path, run_pan):
     result = run_pan("report", tmp_path)
     assert result.exit_code == 1 and "no metrics.jsonl" in result.stderr
+
+
+def test_mask_scores_only_the_hole(tmp_path, run_pan):
+    pred, ref = two_folders(tmp_path)
+    image = crop("rocket")
+    filled = image.clone()
+    filled[:, 10:20, 20:40] = 128  # the "hole" is wrong; everything else is exact
+    write_image(pred / "rocket.png", filled)
+    for name in ("astronaut", "rocket"):
+        mask = torch.zeros(1, 48, 64, dtype=torch.uint8)
+        mask[:, 10:20, 20:40] = 255
+        write_image(tmp_path / "mask" / f"{name}.png", mask)
+    rows = [json.loads(line) for line in run_pan("eval", "--pred", pred, "--ref", ref, "--mask", tmp_path / "mask",
+                                                 "--json").stdout.splitlines()]
+    hole = image[:, 10:20, 20:40].double()
+    assert rows[1]["mae_hole"] == pytest.approx(float((hole - 128).abs().mean()))
+    assert rows[1]["psnr_hole"] == pytest.approx(10 * math.log10(255**2 / float(((hole - 128) ** 2).mean())))
+    assert rows[1]["psnr_hole"] < rows[1]["psnr"]  # the whole image hides the damage behind good pixels
+    assert rows[0]["psnr_hole"] == "inf"

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from pan_cli.checkpoint import load_checkpoint
 
@@ -35,3 +36,16 @@ def test_signal_mid_run_writes_a_loadable_checkpoint_and_exits_130(rain_pairs, t
     state = load_checkpoint(run / "latest.pt", task="derain")
     assert state["step"] >= 2
     assert not list(run.glob(".*.tmp"))  # no temporary file left behind
+
+    # Resuming to two steps past the interruption gives the weights of a run that never stopped.
+    total = str(state["step"] + 2)
+    common = ["--image-size", "24", "--batch-size", "2", "--sample-every", "0", "--steps", total]
+    base = [sys.executable, "-m", "pan_cli", "train", "derain", "--data", str(rain_pairs), *common]
+    resumed = subprocess.run([*base, "--run-dir", str(run), "--resume"], capture_output=True, text=True)
+    straight = subprocess.run([*base, "--run-dir", str(tmp_path / "straight")], capture_output=True, text=True)
+    assert resumed.returncode == 0 and straight.returncode == 0, resumed.stderr + straight.stderr
+    a, b = load_checkpoint(run / "latest.pt"), load_checkpoint(tmp_path / "straight" / "latest.pt")
+    assert a["step"] == b["step"] == int(total)
+    for part in ("T", "D", "T_ema"):
+        for key, value in a[part].items():
+            assert torch.allclose(value.float(), b[part][key].float(), atol=1e-6, rtol=0), (part, key)
