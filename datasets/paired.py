@@ -90,13 +90,14 @@ class PairedImages(Dataset):
 
 
 class StepBatches(Sampler[list[tuple[int, int]]]):
-    """An endless stream of batches of (dataset index, augmentation seed).
+    """An endless stream of (global) batches of (dataset index, augmentation seed).
 
     Position p of the stream takes epoch p // n's shuffled order; batch k is a pure function
     of (seed, k), so starting at batch `start` continues a stopped run exactly."""
 
-    def __init__(self, size: int, batch_size: int, seed: int, start: int = 0):
+    def __init__(self, size: int, batch_size: int, seed: int, start: int = 0, shard: tuple[int, int] = (0, 1)):
         self.size, self.batch_size, self.seed, self.start = size, batch_size, seed, start
+        self.rank, self.world = shard  # data-parallel: this process takes keys[rank::world] of each batch
 
     def _order(self, epoch: int) -> list[int]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
@@ -111,5 +112,5 @@ class StepBatches(Sampler[list[tuple[int, int]]]):
                     epoch = position // self.size
                     order = self._order(epoch)
                 keys.append((order[position % self.size], (self.seed << 32) + position))
-            yield keys
+            yield keys[self.rank:: self.world]
             batch += 1

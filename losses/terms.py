@@ -18,7 +18,7 @@ def perceptual_distances(
     """P_j = mean |H_j(y) - H_j(T(x))|, the L1 distance averaged over every element of layer j.
 
     Returns a vector with one entry per tapped layer."""
-    return torch.stack([(r - f).abs().mean() for r, f in zip(real_hidden, fake_hidden)])
+    return torch.stack([(r.float() - f.float()).abs().mean() for r, f in zip(real_hidden, fake_hidden)])
 
 
 def weighted_sum(distances: torch.Tensor, lambdas: Sequence[float]) -> torch.Tensor:

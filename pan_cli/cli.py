@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import click
+import torch
 
 from pan_cli import __version__
 from pan_cli.compare import compare
@@ -16,6 +17,7 @@ from pan_cli.config import OBJECTIVES
 from pan_cli.datasets.images import WRITE_FORMATS
 from pan_cli.datasets.layout import detect_layout, find_pairs
 from pan_cli.datasets.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, write_rain_pairs
+from pan_cli.distributed import setup
 from pan_cli.errors import PanError
 from pan_cli.evaluation import best_split, matching_files, render, score_files, score_model
 from pan_cli.inference import Predictor, collect_jobs, run_inference
@@ -50,6 +52,14 @@ class PanGroup(click.Group):
             raise Failure("interrupted", EXIT_INTERRUPTED) from None
         except PanError as exc:
             raise Failure(str(exc)) from None
+        except OSError as exc:  # a file system refusal (permissions, disk, ...) is the user's to fix
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise Failure(f"{where}{exc.strerror or exc}") from None
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def _lambdas(ctx, param, value: str | None):
@@ -112,6 +122,10 @@ def tasks_command(verbose: bool) -> None:
               help="Continue the run in --run-dir: from latest.pt, or (auto) from the newest checkpoint "
                    "that loads, starting fresh if there is none.")
 @click.option("--detect-anomaly", is_flag=True, help="Debug: find the operation that made a NaN/inf.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="Autocast precision (fp16: CUDA only, with loss scaling).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's choice).")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile T and D (slow start, faster steps).")
 @click.option("--tensorboard", is_flag=True, help="Also log to RUN_DIR/tensorboard (pip install 'pan[tensorboard]').")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True),
               help="Stop (with a checkpoint) at the first step after this many seconds of training.")
@@ -129,9 +143,12 @@ def train_command(task: str, data: Path, steps: int | None, epochs: float | None
                   run_dir: Path | None, resume: str | None, quiet: bool, **settings) -> None:
     """Train TASK on the pairs in --data; prints the final checkpoint's path on stdout."""
     runtime = {k: settings.pop(k) for k in ("log_every", "sample_every", "checkpoint_every", "val_every", "keep",
-                                            "workers", "detect_anomaly", "time_limit", "tensorboard")}
+                                            "workers", "detect_anomaly", "time_limit", "tensorboard", "precision")}
+    runtime["compile"] = settings.pop("compile_")
+    set_threads(settings.pop("threads"))
     config = make_config(task, paper=paper, **settings)  # the rest are RunConfig settings; None = default
-    console = stderr_console(quiet)
+    group, process_device = setup()  # torchrun: join the data-parallel group
+    console = stderr_console(quiet or not group.main)
     layout = detect_layout(data)
     pairs = find_pairs(layout, "train")
     val_pairs = find_pairs(layout, "val") if "val" in layout.splits else None
@@ -142,7 +159,11 @@ def train_command(task: str, data: Path, steps: int | None, epochs: float | None
             raise click.UsageError("give --steps or --epochs, not both")
         batches_per_step = 1 if config.objective == "l1" else 2
         steps = max(1, math.ceil(epochs * len(pairs) / (config.batch_size * batches_per_step)))
-    options = TrainOptions(run_dir=run_dir or Path("runs") / task, device=pick_device(device), **runtime)
+    options = TrainOptions(run_dir=run_dir or Path("runs") / task, device=pick_device(process_device or device),
+                           group=group, **runtime)
+    if group.world > 1:
+        console.print(f"data-parallel: {group.world} processes x batch {config.batch_size} = effective batch "
+                      f"{group.world * config.batch_size}", highlight=False)
     total = steps or config.steps
     with progress_bar(console) as bar:
         job = bar.add_task(f"train {task}", total=total, info="")
@@ -157,7 +178,8 @@ def train_command(task: str, data: Path, steps: int | None, epochs: float | None
         final = train(config, pairs, options, resume=resume, steps=steps, on_step=on_step, val_pairs=val_pairs,
                       warn=lambda message: console.print(f"pan: {message}", highlight=False))
     console.print(f"done: checkpoint {final}", highlight=False)
-    click.echo(str(final))
+    if group.main:
+        click.echo(str(final))
 
 
 @cli.command("infer")
@@ -174,12 +196,14 @@ def train_command(task: str, data: Path, steps: int | None, epochs: float | None
 @click.option("--max-pixels", type=click.IntRange(min=1), default=178_956_970, show_default=True,
               help="Refuse larger images (decompression bombs).")
 @click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's choice).")
 @click.option("-q", "--quiet", is_flag=True, help="Only data on stdout and errors on stderr.")
 def infer_command(inputs, task, checkpoint, out_dir, batch_size, device, fmt, on_error, overwrite,
-                  max_pixels, workers, quiet) -> None:
+                  max_pixels, workers, threads, quiet) -> None:
     """Run a trained model over image files, folders, or '-' (paths on stdin).
 
     Each written path is printed on stdout; outputs keep the inputs' relative paths."""
+    set_threads(threads)
     console = stderr_console(quiet)
     checkpoint = checkpoint or Path("runs") / task / "latest.pt"
     predictor = Predictor.from_checkpoint(checkpoint, task, pick_device(device))

@@ -21,7 +21,7 @@ from pan_cli.checkpoint import load_checkpoint
 from pan_cli.config import RunConfig
 from pan_cli.datasets.images import is_image_path, list_images, read_image, to_float, to_uint8, write_image
 from pan_cli.errors import PanError
-from pan_cli.networks import GENERATORS, build_generator
+from pan_cli.networks import GENERATORS, build_generator, fold_batchnorm
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,11 @@ class Job:
 
 class Predictor:
     """T from a checkpoint (its EMA weights when the run kept them), in eval mode: BatchNorm
-    uses its running statistics."""
+    uses its running statistics, folded into the convolutions. `net` itself is not changed."""
 
     def __init__(self, config: RunConfig, net: nn.Module, device: torch.device):
-        self.config, self.net, self.device = config, net.to(device).eval(), device
+        self.config, self.device = config, device
+        self.net = fold_batchnorm(net).to(device)
         self.multiple = GENERATORS[config.generator].multiple
         if self.multiple == 0:
             raise PanError(f"generator {config.generator!r} is not fully convolutional; "

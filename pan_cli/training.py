@@ -26,6 +26,7 @@ from pan_cli.config import RunConfig
 from pan_cli.datasets.images import atomic_write, to_uint8, write_grid
 from pan_cli.datasets.layout import Pair
 from pan_cli.datasets.paired import PairedImages, StepBatches
+from pan_cli.distributed import Group
 from pan_cli.errors import PanError
 from pan_cli.evaluation import mean_row, score_model
 from pan_cli.inference import Predictor
@@ -55,6 +56,9 @@ class TrainOptions:
     val_every: int = 500  # with validation pairs: score them, keep best.pt by PSNR
     time_limit: float | None = None  # seconds of training; stops (with a checkpoint) at the first step past it
     tensorboard: bool = False  # also log scalars and samples to run_dir/tensorboard
+    precision: str = "fp32"  # "bf16" (CPU and recent GPUs) or "fp16" (CUDA, with loss scaling) autocast
+    compile: bool = False  # torch.compile T and D (in place: checkpoint keys stay plain)
+    group: Group = Group()  # the data-parallel process group (torchrun); one process by default
 
 
 def pick_device(name: str) -> torch.device:
@@ -68,6 +72,8 @@ def pick_device(name: str) -> torch.device:
         raise PanError("--device cuda: no CUDA device is available here")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise PanError("--device mps: no MPS device is available here")
+    if name.startswith("cuda:") and torch.cuda.is_available():
+        return torch.device(name)
     if name not in ("cpu", "cuda", "mps"):
         raise PanError(f"unknown device {name!r}; use auto, cpu, cuda or mps")
     return torch.device(name)
@@ -86,6 +92,9 @@ def make_ema(model: nn.Module, decay: float) -> AveragedModel:
     return AveragedModel(model, avg_fn=average, use_buffers=True)
 
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 @dataclass
 class Models:
     T: nn.Module
@@ -93,20 +102,49 @@ class Models:
     opt_T: torch.optim.Optimizer
     opt_D: torch.optim.Optimizer | None
     ema: AveragedModel | None
+    precision: str = "fp32"
+    scaler_T: torch.amp.GradScaler | None = None
+    scaler_D: torch.amp.GradScaler | None = None
+    group: Group = Group()
 
     @classmethod
-    def build(cls, config: RunConfig, device: torch.device) -> Models:
+    def build(cls, config: RunConfig, device: torch.device, precision: str = "fp32", group: Group = Group()) -> Models:
+        if precision not in PRECISIONS:
+            raise PanError(f"--precision must be one of {', '.join(PRECISIONS)}")
+        if precision == "fp16" and device.type != "cuda":
+            raise PanError("--precision fp16 needs a CUDA device (use bf16 on CPU)")
         torch.manual_seed(config.seed)
         T = build_generator(config).to(device)
         D = build_discriminator(config).to(device) if config.objective != "l1" else None
         adam = dict(lr=config.lr, betas=config.betas)
+        scaling = precision == "fp16"  # bf16 keeps fp32's range: no loss scaling
         return cls(
             T,
             D,
             torch.optim.Adam(T.parameters(), **adam),
             torch.optim.Adam(D.parameters(), **adam) if D is not None else None,
             make_ema(T, config.ema) if config.ema else None,
+            precision,
+            torch.amp.GradScaler(device.type, enabled=scaling),
+            torch.amp.GradScaler(device.type, enabled=scaling),
+            group,
         )
+
+    def autocast(self):
+        dtype = PRECISIONS[self.precision]
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.T.parameters()).device
+
+    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                          scaler: torch.amp.GradScaler) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        self.group.average_gradients(p for g in optimizer.param_groups for p in g["params"])
+        scaler.step(optimizer)
+        scaler.update()
 
     def inference_net(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.T
@@ -129,6 +167,7 @@ class Models:
             "T_ema": self.ema.module.state_dict() if self.ema is not None else None,
             "ema_count": int(self.ema.n_averaged) if self.ema is not None else 0,
             "rng": {"torch": torch.get_rng_state()},
+            "scalers": [self.scaler_T.state_dict(), self.scaler_D.state_dict()],
         }
 
     def load_state(self, state: dict) -> None:
@@ -141,38 +180,41 @@ class Models:
             self.ema.module.load_state_dict(state["T_ema"])
             self.ema.n_averaged.fill_(state["ema_count"])
         torch.set_rng_state(state["rng"]["torch"])
+        for scaler, saved in zip((self.scaler_T, self.scaler_D), state.get("scalers") or ()):
+            if saved and scaler.is_enabled():
+                scaler.load_state_dict(saved)
 
 
 def d_step(config: RunConfig, m: Models, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
     """One D update. T(x) is computed without a graph: no gradient reaches T."""
-    with torch.no_grad():
-        fake = m.T(x)
     m.D.requires_grad_(True)
-    terms = discriminator_loss(config, m.D(y), m.D(fake))
-    m.opt_D.zero_grad(set_to_none=True)
-    terms["total"].backward()
-    m.opt_D.step()
-    return {k: v.detach() for k, v in terms.items()}
+    with m.autocast():
+        with torch.no_grad():
+            fake = m.T(x)
+        terms = discriminator_loss(config, m.D(y), m.D(fake))
+    m.backward_and_step(terms["total"], m.opt_D, m.scaler_D)
+    return {k: v.detach().float() for k, v in terms.items()}
 
 
 def t_step(config: RunConfig, m: Models, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, torch.Tensor]:
     """One T update. D's weights get no gradient (requires_grad off saves their backward),
     and D's features of the target are a constant."""
-    output = m.T(x)
-    fake = real_hidden = None
-    if m.D is not None:
-        m.D.requires_grad_(False)
-        if config.objective == "pan":
-            with torch.no_grad():
-                real_hidden = m.D(y).hidden
-        fake = m.D(output)
-    terms = transformer_loss(config, output, y, fake, real_hidden)
-    m.opt_T.zero_grad(set_to_none=True)
-    terms["total"].backward()
-    m.opt_T.step()
+    with m.autocast():
+        output = m.T(x)
+        fake = real_hidden = None
+        if m.D is not None:
+            m.D.requires_grad_(False)
+            if config.objective == "pan":
+                with torch.no_grad():
+                    real_hidden = m.D(y).hidden
+            fake = m.D(output)
+        terms = transformer_loss(config, output.float(), y, fake, real_hidden)
+    m.backward_and_step(terms["total"], m.opt_T, m.scaler_T)
+    for net in (m.T, m.D):  # both ran in train mode in both steps: BatchNorm statistics agree again
+        m.group.average_buffers(net)
     if m.ema is not None:
         m.ema.update_parameters(m.T)
-    return {k: v.detach() for k, v in terms.items()}, output.detach()
+    return {k: v.detach().float() for k, v in terms.items()}, output.detach().float()
 
 
 def compose(x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
@@ -275,23 +317,28 @@ def train(
     stopped. A fresh run refuses a run_dir that already holds checkpoints. With `val_pairs`,
     every options.val_every steps the inference weights are scored on them and best.pt links
     to the best checkpoint by PSNR. Returns the last checkpoint's path."""
-    run_dir, device = options.run_dir, options.device
+    run_dir, device, group = options.run_dir, options.device, options.group
+    main = group.main  # only the main process writes files
     latest = run_dir / "latest.pt"
     config, state = _starting_point(config, run_dir, resume, steps, warn)
     dataset = PairedImages(pairs, config)
     dataset.check_sizes()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
+        probe = run_dir / f".write-test-{group.rank}"
         probe.write_bytes(b"")
         probe.unlink()
-        for stale in run_dir.glob(".*.tmp"):  # left by a write that a crash or SIGKILL cut short
+        for stale in run_dir.glob(".*.tmp") if main else ():  # left by a write a crash or SIGKILL cut short
             stale.unlink()
     except OSError as exc:
         raise PanError(f"cannot write to run directory {run_dir}: {exc.strerror or exc}") from None
-    board = tensorboard_writer(run_dir) if options.tensorboard else None
+    board = tensorboard_writer(run_dir) if options.tensorboard and main else None
 
-    models = Models.build(config, device)
+    models = Models.build(config, device, options.precision, group)
+    if options.compile:
+        for net in (models.T, models.D):
+            if net is not None:
+                net.compile()
     needed = 2 * models.checkpoint_bytes()
     free = shutil.disk_usage(run_dir).free
     if free < needed:
@@ -305,16 +352,18 @@ def train(
         if start >= config.steps:
             warn(f"the run is already at step {start} of {config.steps}; give a larger --steps to go on")
     metrics_path = run_dir / "metrics.jsonl"
-    if resume:
+    if main and resume:
         _trim_metrics(metrics_path, start)
-    else:
+    elif main:
         metrics_path.unlink(missing_ok=True)
-    atomic_write(run_dir / "config.json", lambda h: h.write(json.dumps(config.to_dict(), indent=2).encode()))
+    if main:
+        atomic_write(run_dir / "config.json", lambda h: h.write(json.dumps(config.to_dict(), indent=2).encode()))
 
     batches_per_step = 1 if models.D is None else 2
     loader = DataLoader(
         dataset,
-        batch_sampler=StepBatches(len(dataset), config.batch_size, config.seed, start * batches_per_step),
+        batch_sampler=StepBatches(len(dataset), config.batch_size * group.world, config.seed,
+                                  start * batches_per_step, shard=(group.rank, group.world)),
         num_workers=options.workers,
         pin_memory=device.type == "cuda",
     )
@@ -329,7 +378,6 @@ def train(
         nonlocal best
         net = models.inference_net()
         rows = list(score_model(Predictor(config, net, device), val_pairs, Settings()))
-        models.T.train()
         means = mean_row(rows).scores
         with metrics_path.open("a") as handle:
             handle.write(json.dumps({"step": step, **{f"val_{k}": v for k, v in means.items()}}) + "\n")
@@ -348,6 +396,8 @@ def train(
 
     def save(step: int) -> Path:
         path = run_dir / f"step-{step}.pt"
+        if not main:
+            return path
         try:
             save_checkpoint(path, {**models.state(config, step), "best": best})
             link_latest(path, latest)
@@ -375,26 +425,29 @@ def train(
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v
             count += 1
-            out_of_time = options.time_limit is not None and time.perf_counter() - began >= options.time_limit
+            timed_out = options.time_limit is not None and time.perf_counter() - began >= options.time_limit
+            (out_of_time,) = group.any(timed_out, device=device)  # every process stops at the same step
             last = step == config.steps or out_of_time
             scalars = None
             if step % options.log_every == 0 or last:
-                scalars = {k: (v / count).item() for k, v in sums.items()}  # the one sync per log
+                means = group.mean(torch.stack(list(sums.values())) / count)  # the one sync per log
+                scalars = dict(zip(sums, means.tolist()))
                 if not all(math.isfinite(v) for v in scalars.values()):
                     bad = ", ".join(f"{k}={v:.4g}" for k, v in scalars.items())
                     raise PanError(f"non-finite loss at step {step} ({bad}){last_good()}")
                 record = {"step": step, "elapsed_s": round(time.perf_counter() - began, 3), **scalars}
-                with metrics_path.open("a") as handle:
-                    handle.write(json.dumps(record) + "\n")
+                if main:
+                    with metrics_path.open("a") as handle:
+                        handle.write(json.dumps(record) + "\n")
                 if board is not None:
                     for key, value in scalars.items():
                         board.add_scalar(key, value, step)
                 sums, count = {}, 0
-            if options.sample_every and step % options.sample_every == 0:
+            if main and options.sample_every and step % options.sample_every == 0:
                 grid = write_samples(run_dir / "samples" / f"step-{step}.png", x, output, y)
                 if board is not None:
                     board.add_image("samples", grid, step)
-            improved = bool(val_pairs) and (step % options.val_every == 0 or last) and validate(step)
+            improved = main and bool(val_pairs) and (step % options.val_every == 0 or last) and validate(step)
             if improved or step % options.checkpoint_every == 0 or last:
                 last_saved = save(step)
             if improved:
@@ -404,7 +457,8 @@ def train(
             if out_of_time:
                 warn(f"time limit of {options.time_limit:g}s reached at step {step}")
                 break
-            if stop_requested():
+            (stop,) = group.any(stop_requested(), device=device)  # a signal during this step stops after it
+            if stop:
                 if last_saved is None or last_saved.name != f"step-{step}.pt":
                     last_saved = save(step)
                 raise Interrupted(f"interrupted at step {step}; checkpoint {last_saved}; "
