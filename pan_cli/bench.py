@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from pan_cli.networks import GENERATORS, ContextEncoder
+from pan_cli.errors import PanError
+from pan_cli.networks import GENERATORS, ContextEncoder, fold_batchnorm
 from pan_cli.tasks import make_config
 from pan_cli.training import Models, d_step, pick_device, t_step
 
@@ -61,6 +62,14 @@ def peak_memory_mib(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
+
+
+VARIANTS = {
+    "fp32": {},
+    "channels_last": {"channels_last": True},
+    "bf16 autocast": {"precision": "bf16"},
+    "torch.compile": {"compiled": True},
+}
 
 
 class Pix2PixUNet(nn.Module):
@@ -136,22 +145,31 @@ def pix2pix_step(device: torch.device, x: torch.Tensor, y: torch.Tensor) -> Call
     return step
 
 
-def pan_step(generator: str, size: int, batch: int, device: torch.device):
+def pan_step(generator: str, size: int, batch: int, device: torch.device, precision: str = "fp32",
+             channels_last: bool = False, compiled: bool = False):
     task = "inpaint" if generator == "context-encoder" else "sketch2photo"
     config = make_config(task, generator=generator, image_size=size, batch_size=batch, ema=0.0)
-    models = Models.build(config, device)
+    models = Models.build(config, device, precision)
     x = torch.rand(batch, config.in_channels, size, size, device=device) * 2 - 1
     y_size = ContextEncoder.patch if generator == "context-encoder" else size
     y = torch.rand(batch, 3, y_size, y_size, device=device) * 2 - 1
+    if channels_last:
+        for net in (models.T, models.D):
+            net.to(memory_format=torch.channels_last)
+        x, y = x.contiguous(memory_format=torch.channels_last), y.contiguous(memory_format=torch.channels_last)
+    if compiled:
+        models.T.compile()
+        models.D.compile()
 
     def step() -> None:  # the trainer's own step functions, on two batches as it runs them
         d_step(config, models, x, y)
         t_step(config, models, x, y)
 
+    inference_net = fold_batchnorm(models.T)  # as pan infer runs it
+
     def infer() -> None:
-        with torch.inference_mode():
-            models.T.eval()(x)
-        models.T.train()
+        with torch.inference_mode(), models.autocast():
+            inference_net(x)
 
     return step, infer
 
@@ -162,7 +180,9 @@ def pan_step(generator: str, size: int, batch: int, device: torch.device):
 @click.option("--repeats", type=int, default=3, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench-output/bench.md"), show_default=True)
-def main(size: int, batch: int, repeats: int, device: str, out: Path) -> None:
+@click.option("--variants/--no-variants", default=True, show_default=True,
+              help="Also time channels_last, bf16 and torch.compile for T=unet.")
+def main(size: int, batch: int, repeats: int, device: str, out: Path, variants: bool) -> None:
     dev = pick_device(device)
     peak = matmul_gflops(dev)
     x = torch.rand(batch, 3, size, size, device=dev) * 2 - 1
@@ -188,6 +208,22 @@ def main(size: int, batch: int, repeats: int, device: str, out: Path) -> None:
             f"{seconds / ref_seconds:.2f}x | {batch / infer_seconds:.2f} | "
             f"{100 * infer_flops / infer_seconds / 1e9 / peak:.0f}% | {peak_memory_mib(dev):.0f} |")
         click.echo(rows[-1], err=True)
+    if variants:
+        base = None
+        rows += ["", f"Variants of the PAN step with T=unet at {size}, same run (time ratio to fp32; < 1 is faster):",
+                 "",
+                 "| variant | train s/step | vs fp32 | infer img/s | vs fp32 |", "|---|---|---|---|---|"]
+        for name, kwargs in VARIANTS.items():
+            try:
+                step, infer = pan_step("unet", size, batch, dev, **kwargs)
+            except PanError as exc:
+                rows.append(f"| {name} | n/a: {exc} | | | |")
+                continue
+            seconds, infer_rate = timed(step, dev, repeats, warmup=2), batch / timed(infer, dev, repeats, warmup=2)
+            base = base or (seconds, infer_rate)
+            rows.append(f"| {name} | {seconds:.3f} | {seconds / base[0]:.2f}x | {infer_rate:.2f} | "
+                        f"{base[1] / infer_rate:.2f}x |")
+            click.echo(rows[-1], err=True)
     rows.append("")
     rows.append("A PAN step is one D update and one T update on two batches (train img/s counts both); "
                 "the pix2pix step updates D and G on one batch. Peak MiB is the process's peak RSS on CPU.")

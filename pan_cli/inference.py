@@ -36,7 +36,9 @@ class Predictor:
 
     def __init__(self, config: RunConfig, net: nn.Module, device: torch.device):
         self.config, self.device = config, device
-        self.net = fold_batchnorm(net).to(device)
+        # channels_last measured 14% faster for CPU inference here (make bench); exact either way
+        self.memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+        self.net = fold_batchnorm(net).to(device, memory_format=self.memory_format)
         self.multiple = GENERATORS[config.generator].multiple
         if self.multiple == 0:
             raise PanError(f"generator {config.generator!r} is not fully convolutional; "
@@ -60,7 +62,7 @@ class Predictor:
         multiple (reflection), then cropped back; never resized."""
         height, width = batch.shape[-2:]
         pad_h, pad_w = (-height) % self.multiple, (-width) % self.multiple
-        x = batch.to(self.device)
+        x = batch.to(self.device).contiguous(memory_format=self.memory_format)
         if pad_h or pad_w:
             mode = "reflect" if pad_h < height and pad_w < width else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
