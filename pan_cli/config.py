@@ -7,7 +7,7 @@ and inference rebuilds the networks from it. Nothing else carries configuration 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pan_cli.errors import PanError
@@ -41,7 +41,6 @@ class RunConfig:
     init: str = "dcgan"  # "dcgan": N(0, 0.02); "authors": the authors' Theano init
     d_first_activation: str = "lrelu"  # "tanh" in the authors' code
     seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)  # task-specific settings
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
