@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.utils import make_grid
 
 from pan_cli.errors import PanError
 
@@ -148,8 +149,6 @@ def write_image(path: Path, image: torch.Tensor, fmt: str | None = None) -> None
 def write_grid(path: Path, tiles: Sequence[torch.Tensor], columns: int) -> torch.Tensor:
     """uint8 CHW tiles (cropped to the smallest one's size; grey tiles shown as RGB) in rows of
     `columns`, with white gaps, written atomically; returns the grid."""
-    from torchvision.utils import make_grid
-
     height, width = min(t.shape[1] for t in tiles), min(t.shape[2] for t in tiles)
     tiles = [t[:3, :height, :width].expand(3, -1, -1).float() / 255 for t in tiles]
     grid = (make_grid(tiles, nrow=columns, padding=4, pad_value=1.0) * 255).round().to(torch.uint8)

@@ -9,6 +9,7 @@ import html
 import json
 from pathlib import Path
 
+from pan_cli.checkpoint import step_of
 from pan_cli.datasets.images import atomic_write
 from pan_cli.errors import PanError
 
@@ -61,7 +62,7 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
         raise PanError(f"{run_dir / 'metrics.jsonl'} is empty: nothing logged yet")
     png, page = run_dir / "report.png", run_dir / "report.html"
     plot(records, png)
-    samples = sorted((run_dir / "samples").glob("step-*.png"), key=lambda p: int(p.stem.split("-")[1]))
+    samples = sorted((run_dir / "samples").glob("step-*.png"), key=step_of)
     config = (run_dir / "config.json").read_text() if (run_dir / "config.json").exists() else "{}"
     val = [r for r in records if "val_psnr" in r]
     best = max(val, key=lambda r: r["val_psnr"]) if val else None

@@ -21,7 +21,14 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
-from pan_cli.checkpoint import link_latest, load_checkpoint, newest_valid, run_checkpoints, save_checkpoint
+from pan_cli.checkpoint import (
+    link_latest,
+    load_checkpoint,
+    newest_valid,
+    run_checkpoints,
+    save_checkpoint,
+    step_of,
+)
 from pan_cli.config import RunConfig
 from pan_cli.datasets.images import atomic_write, to_uint8, write_grid
 from pan_cli.datasets.layout import Pair
@@ -404,7 +411,7 @@ def train(
         except OSError as exc:
             raise PanError(f"could not write {path}: {exc.strerror or exc}{last_good()}") from None
         if options.keep:
-            old = sorted(run_dir.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+            old = sorted(run_dir.glob("step-*.pt"), key=step_of)
             for stale in old[: -options.keep]:
                 stale.unlink(missing_ok=True)
         return path
