@@ -3,7 +3,9 @@
 Understood layouts, each either directly in the data folder or under train/ val/ test/:
 - folders: A/ + B/ (or input/ + target/) holding files with matching names (any suffix),
   matched by relative path, so nested subfolders work;
-- aligned: pix2pix files with A and B side by side in one image.
+- aligned: pix2pix files with A and B side by side in one image;
+- cityscapes: Cityscapes as it is downloaded, leftImg8bit/SPLIT/CITY/*_leftImg8bit.png photos
+  (A) and gtFine/SPLIT/CITY/*_gtFine_labelIds.png class ids (B), the splits inside both.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pan_cli.datasets.images import is_image_path, list_images
 from pan_cli.errors import PanError
 
 FOLDER_PAIRS = (("A", "B"), ("input", "target"))
+CITYSCAPES = {"leftImg8bit": "_leftImg8bit", "gtFine": "_gtFine_labelIds"}  # folder: file-name suffix
 SPLITS = ("train", "val", "test")
 
 
@@ -28,22 +31,28 @@ class Pair:
 @dataclass(frozen=True)
 class Layout:
     root: Path
-    kind: str  # "folders" or "aligned"
+    kind: str  # "folders", "aligned" or "cityscapes"
     splits: tuple[str, ...]  # () when the pairs sit directly in root
     folders: tuple[str, str] | None = None
 
     def describe(self) -> str:
-        what = (f"paired folders {self.folders[0]}/ + {self.folders[1]}/" if self.kind == "folders"
-                else "side-by-side A|B images")
+        what = {"folders": f"paired folders {self.folders[0]}/ + {self.folders[1]}/",
+                "aligned": "side-by-side A|B images",
+                "cityscapes": "Cityscapes leftImg8bit/ photos (A) + gtFine/ *_labelIds (B)"}[self.kind]
         where = f" in splits {', '.join(self.splits)}" if self.splits else ""
         return f"{self.root}: {what}{where}"
 
     def split_dir(self, split: str) -> Path:
-        if not self.splits:
-            return self.root
-        if split not in self.splits:
-            raise PanError(f"{self.root} has no {split}/ split (it has {', '.join(self.splits)})")
-        return self.root / split
+        if split not in self.splits and (self.splits or self.kind == "cityscapes"):
+            raise PanError(f"{self.root} has no {split}/ split (it has {', '.join(self.splits) or 'none'})")
+        return self.root / split if self.splits and self.kind != "cityscapes" else self.root
+
+    def pair_dirs(self, split: str) -> tuple[Path, Path]:
+        """The A and B folders of one split (folder and Cityscapes layouts)."""
+        if self.kind == "cityscapes":
+            return tuple(self.root / name / split for name in CITYSCAPES)
+        folder = self.split_dir(split)
+        return folder / self.folders[0], folder / self.folders[1]
 
 
 def _kind_of(folder: Path) -> tuple[str, tuple[str, str] | None] | None:
@@ -61,6 +70,9 @@ def detect_layout(root: Path) -> Layout:
         raise PanError(f"data folder {root} does not exist")
     if not root.is_dir():
         raise PanError(f"{root} is not a folder")
+    if all((root / name).is_dir() for name in CITYSCAPES):
+        splits = tuple(s for s in SPLITS if (root / "leftImg8bit" / s).is_dir())
+        return Layout(root, "cityscapes", splits, tuple(CITYSCAPES))
     splits = tuple(s for s in SPLITS if (root / s).is_dir())
     found = _kind_of(root / splits[0]) if splits else _kind_of(root)
     if found is None:
@@ -73,13 +85,17 @@ def detect_layout(root: Path) -> Layout:
     return Layout(root, kind, splits, folders)
 
 
-def images_by_name(folder: Path) -> dict[str, Path]:
-    """Every image below `folder` by its relative path without suffix ('sub/x' for sub/x.png)."""
+def images_by_name(folder: Path, ending: str = "") -> dict[str, Path]:
+    """Every image below `folder` by its relative path without suffix ('sub/x' for sub/x.png).
+    With `ending`, only files whose stem ends with it, and the name is without it."""
     if not folder.is_dir():
         raise PanError(f"{folder} is not a folder")
     out: dict[str, Path] = {}
     for path in list_images(folder):
         name = path.relative_to(folder).with_suffix("").as_posix()
+        if not name.endswith(ending):
+            continue
+        name = name[: len(name) - len(ending)]
         if name in out:
             raise PanError(f"two files in {folder} share the name {name!r}: {out[name].name} and {path.name}")
         out[name] = path
@@ -94,12 +110,39 @@ def find_pairs(layout: Layout, split: str = "train") -> list[Pair]:
         pairs = [Pair(p, None, p.stem) for p in sorted(folder.iterdir())
                  if p.is_file() and is_image_path(p)]
     else:
-        a_dir, b_dir = (folder / name for name in layout.folders)
-        a_files, b_files = images_by_name(a_dir), images_by_name(b_dir)
+        a_dir, b_dir = layout.pair_dirs(split)
+        endings = (CITYSCAPES["leftImg8bit"], CITYSCAPES["gtFine"]) if layout.kind == "cityscapes" else ("", "")
+        a_files, b_files = images_by_name(a_dir, endings[0]), images_by_name(b_dir, endings[1])
         for name in sorted(set(a_files) ^ set(b_files)):
             have, lack = (a_files[name], b_dir) if name in a_files else (b_files[name], a_dir)
-            raise PanError(f"{have} has no partner in {lack}/ (expected a file named {name}.*)")
+            expected = partner_name(layout, name, have)
+            raise PanError(f"{have} has no partner in {lack}/ (expected a file named {expected})")
         pairs = [Pair(a_files[n], b_files[n], n) for n in sorted(a_files)]
     if not pairs:
         raise PanError(f"no images in {folder}")
     return pairs
+
+
+def partner_name(layout: Layout, name: str, have: Path) -> str:
+    if layout.kind != "cityscapes":
+        return f"{name}.*"
+    ending = CITYSCAPES["gtFine"] if CITYSCAPES["leftImg8bit"] in have.name else CITYSCAPES["leftImg8bit"]
+    return f"{name}{ending}.png"
+
+
+def find_photos(root: Path, split: str = "train") -> list[Path]:
+    """Clean photos to synthesize inputs from: the target side (B/ or target/) of a paired
+    layout, or every image in the folder (or its train/ ... split)."""
+    try:
+        layout = detect_layout(root)
+    except PanError:
+        if not Path(root).is_dir():
+            raise
+        layout = Layout(Path(root), "aligned", ())  # photos only in subfolders
+    if layout.kind in ("folders", "cityscapes"):
+        photos = list_images(layout.pair_dirs(split)[1 if layout.kind == "folders" else 0])
+    else:
+        photos = list_images(layout.split_dir(split))
+    if not photos:
+        raise PanError(f"no photos in {layout.split_dir(split)}")
+    return photos

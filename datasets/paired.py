@@ -16,6 +16,7 @@ from torchvision.transforms import v2
 
 from pan_cli.config import RunConfig
 from pan_cli.datasets.images import ImageReadError, image_size, read_image, to_float
+from pan_cli.datasets.labels import read_input
 from pan_cli.datasets.layout import Pair
 from pan_cli.errors import PanError
 
@@ -43,7 +44,7 @@ def load_pair(pair: Pair, direction: str, channels: tuple[int, int] = (3, 3)) ->
         a, b = both[:, :, : width // 2], both[:, :, width // 2:]
         a, b = a[:a_channels], b[:b_channels]
     else:
-        a, b = read_image(pair.a, a_channels), read_image(pair.b, b_channels)
+        a, b = read_input(pair.a, a_channels), read_input(pair.b, b_channels)
         if a.shape[1:] != b.shape[1:]:
             raise ImageReadError(
                 f"{pair.a} is {a.shape[2]}x{a.shape[1]} but its partner {pair.b} is {b.shape[2]}x{b.shape[1]}"
@@ -62,6 +63,9 @@ class PairedImages(Dataset):
         self.channels = (config.in_channels, config.out_channels)
         self.crop, self.load_size = config.image_size, config.load_size
         self.transform = paired_transform(config.image_size, config.load_size, config.flip)
+        # A label map is a tv_tensors.Mask: v2.Resize then picks nearest-neighbour for it, so a
+        # resized map holds only colours (classes) that were in it.
+        self.input_kind = tv_tensors.Mask if config.label_input else tv_tensors.Image
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -85,7 +89,7 @@ class PairedImages(Dataset):
         x, y = load_pair(self.pairs[index], self.direction, self.channels)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            x, y = self.transform(tv_tensors.Image(x), tv_tensors.Image(y))
+            x, y = self.transform(self.input_kind(x), tv_tensors.Image(y))
         return to_float(x.as_subclass(torch.Tensor)), to_float(y.as_subclass(torch.Tensor))
 
 

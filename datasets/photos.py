@@ -15,6 +15,9 @@ from pan_cli.datasets.rain import RainModel
 
 TRAIN_PHOTOS = ("astronaut", "rocket", "stereo_motorcycle", "hubble_deep_field", "immunohistochemistry")
 HELD_OUT_PHOTOS = ("chelsea", "coffee")
+# More photos that ship in the wheel, for longer training (the pretrained model): textures,
+# grey scenes and a fundus image widen what the rain is laid over.
+MORE_PHOTOS = ("camera", "coins", "grass", "gravel", "brick", "retina", "moon", "clock")
 
 
 def builtin_photo(name: str) -> torch.Tensor:
@@ -26,6 +29,14 @@ def builtin_photo(name: str) -> torch.Tensor:
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     return torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1).contiguous()
+
+
+def write_photos(folder: Path, photos: Sequence[str]) -> list[Path]:
+    """The named built-in photos as PNG files in `folder`; returns their paths."""
+    paths = [Path(folder) / f"{name}.png" for name in photos]
+    for name, path in zip(photos, paths):
+        write_image(path, builtin_photo(name))
+    return paths
 
 
 def write_rain_pairs(folder: Path, photos: Sequence[str], draws: int, seed: int) -> list[str]:

@@ -22,6 +22,8 @@ from pan_cli.errors import PanError
 
 FORMAT = 1
 REQUIRED = ("format", "config", "step", "T")
+# Inference weights that ship inside the package (`make weights` rebuilds them).
+PRETRAINED = {"derain": Path(__file__).parent / "weights" / "derain.pt"}
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -94,3 +96,15 @@ def newest_valid(run_dir: Path, task: str, warn: Callable[[str], None]) -> dict[
         state["path"] = path
         return state
     return None
+
+
+def export_weights(source: Path, target: Path) -> dict[str, Any]:
+    """Write only what inference needs from a training checkpoint: the config and T's weights
+    (its EMA when the run kept one). About 1/60 of a PAN checkpoint: no D, no Adam moments.
+    Resuming training from it is not possible; `pan infer` takes it like any checkpoint."""
+    state = load_checkpoint(source)
+    weights = state["T_ema"] if state.get("T_ema") is not None else state["T"]
+    exported = {"config": state["config"].to_dict(), "step": state["step"], "T": weights, "T_ema": None,
+                "exported": True}
+    save_checkpoint(target, exported)
+    return exported

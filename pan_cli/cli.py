@@ -12,10 +12,12 @@ import click
 import torch
 
 from pan_cli import __version__
+from pan_cli.checkpoint import PRETRAINED, export_weights
 from pan_cli.compare import compare
 from pan_cli.config import OBJECTIVES
+from pan_cli.data_commands import data_group
 from pan_cli.datasets.images import WRITE_FORMATS
-from pan_cli.datasets.layout import detect_layout, find_pairs
+from pan_cli.datasets.layout import detect_layout, find_pairs, find_photos
 from pan_cli.datasets.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, write_rain_pairs
 from pan_cli.distributed import setup
 from pan_cli.errors import PanError
@@ -23,6 +25,7 @@ from pan_cli.evaluation import best_split, matching_files, render, score_files, 
 from pan_cli.inference import Predictor, collect_jobs, run_inference
 from pan_cli.metrics import Settings
 from pan_cli.networks import GENERATORS, build_discriminator, build_generator, count_parameters
+from pan_cli.options import rain_options
 from pan_cli.progress import progress_bar, stderr_console
 from pan_cli.report import write_report
 from pan_cli.tasks import TASKS, make_config
@@ -74,6 +77,30 @@ def _lambdas(ctx, param, value: str | None):
     return weights
 
 
+class TaskCommand(click.Command):
+    """`pan train TASK --help` ends with TASK's registry defaults (every task's without TASK)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["help_tasks"] = [a for a in args if a in TASKS] or list(TASKS)
+        return super().parse_args(ctx, args)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        for name in ctx.meta.get("help_tasks", TASKS):
+            task, config = TASKS[name], make_config(name)
+            with formatter.section(f"Defaults for {name} ({task.summary})"):
+                formatter.write_dl([
+                    ("data", task.data),
+                    ("generator", f"{config.generator}, image size {config.image_size}"
+                                  + (f", load size {config.load_size}" if config.load_size else "")),
+                    ("direction", config.direction + (" (input is a label map)" if config.label_input else "")),
+                    ("objective", f"{config.objective}, lambdas {','.join(f'{v:g}' for v in config.lambdas)}, "
+                                  f"margin {config.margin:g}, lambda-pix {config.lambda_pix:g}"),
+                    ("residual, ema", f"{config.residual}, {config.ema:g}"),
+                    ("synthesizer", (task.synthesizer + (" (always)" if task.always_synthesize else
+                                                         " (with --synthesize)")) if task.synthesizer else "none"),
+                ])
+
+
 @click.group(cls=PanGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pan")
 def cli() -> None:
@@ -95,9 +122,13 @@ def tasks_command(verbose: bool) -> None:
         click.echo(line)
 
 
-@cli.command("train")
+@cli.command("train", cls=TaskCommand)
 @click.argument("task", type=click.Choice(list(TASKS)))
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
+@click.option("--data", type=click.Path(path_type=Path),
+              help="Dataset folder: pairs, or clean photos for a task that synthesizes its inputs.")
+@click.option("--synthesize", is_flag=True,
+              help="Make the inputs on the fly from the clean photos in --data (derain: rain streaks).")
+@rain_options
 @click.option("--steps", type=click.IntRange(min=1), help="T updates in all (each after one D update).")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True),
               help="Instead of --steps: passes over the training pairs (a step uses two batches).")
@@ -139,21 +170,33 @@ def tasks_command(verbose: bool) -> None:
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="DataLoader worker processes.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
-def train_command(task: str, data: Path, steps: int | None, epochs: float | None, paper: bool, device: str,
-                  run_dir: Path | None, resume: str | None, quiet: bool, **settings) -> None:
+def train_command(task: str, data: Path | None, synthesize: bool, steps: int | None, epochs: float | None,
+                  paper: bool, device: str, run_dir: Path | None, resume: str | None, quiet: bool,
+                  **settings) -> None:
     """Train TASK on the pairs in --data; prints the final checkpoint's path on stdout."""
     runtime = {k: settings.pop(k) for k in ("log_every", "sample_every", "checkpoint_every", "val_every", "keep",
                                             "workers", "detect_anomaly", "time_limit", "tensorboard", "precision")}
     runtime["compile"] = settings.pop("compile_")
     set_threads(settings.pop("threads"))
+    if data is None:
+        raise PanError(TASKS[task].no_data)
+    if synthesize and not TASKS[task].synthesizer:
+        raise PanError(f"{task} has no input synthesizer; `pan data make` builds pairs for it")
+    if synthesize:
+        settings["synthesize"] = TASKS[task].synthesizer
     config = make_config(task, paper=paper, **settings)  # the rest are RunConfig settings; None = default
     group, process_device = setup()  # torchrun: join the data-parallel group
     console = stderr_console(quiet or not group.main)
-    layout = detect_layout(data)
-    pairs = find_pairs(layout, "train")
-    val_pairs = find_pairs(layout, "val") if "val" in layout.splits else None
-    found = f"; {len(val_pairs)} validation pairs (best.pt by PSNR)" if val_pairs else ""
-    console.print(f"data: {layout.describe()}; {len(pairs)} training pairs{found}", highlight=False)
+    if config.synthesize:
+        pairs, val_pairs = find_photos(data, "train"), None
+        console.print(f"data: {len(pairs)} clean photos in {data}; inputs synthesized ({config.synthesize})",
+                      highlight=False)
+    else:
+        layout = detect_layout(data)
+        pairs = find_pairs(layout, "train")
+        val_pairs = find_pairs(layout, "val") if "val" in layout.splits else None
+        found = f"; {len(val_pairs)} validation pairs (best.pt by PSNR)" if val_pairs else ""
+        console.print(f"data: {layout.describe()}; {len(pairs)} training pairs{found}", highlight=False)
     if epochs is not None:
         if steps is not None:
             raise click.UsageError("give --steps or --epochs, not both")
@@ -185,8 +228,12 @@ def train_command(task: str, data: Path, steps: int | None, epochs: float | None
 @cli.command("infer")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--task", required=True, type=click.Choice(list(TASKS)))
-@click.option("--checkpoint", type=click.Path(path_type=Path), help="Default: runs/TASK/latest.pt.")
+@click.option("--checkpoint", type=click.Path(path_type=Path),
+              help="Default: runs/TASK/latest.pt, else (derain) the pretrained model that ships with pan.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path))
+@click.option("--mask", type=click.Path(path_type=Path),
+              help="inpaint: a folder with one mask per input (same name; white = fill), or one mask file for "
+                   "all. Without it the centre hole is filled, as in the paper.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @click.option("--format", "fmt", type=click.Choice(sorted(WRITE_FORMATS)), default="png", show_default=True)
@@ -198,17 +245,25 @@ def train_command(task: str, data: Path, steps: int | None, epochs: float | None
 @click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's choice).")
 @click.option("-q", "--quiet", is_flag=True, help="Only data on stdout and errors on stderr.")
-def infer_command(inputs, task, checkpoint, out_dir, batch_size, device, fmt, on_error, overwrite,
+def infer_command(inputs, task, checkpoint, out_dir, mask, batch_size, device, fmt, on_error, overwrite,
                   max_pixels, workers, threads, quiet) -> None:
     """Run a trained model over image files, folders, or '-' (paths on stdin).
 
     Each written path is printed on stdout; outputs keep the inputs' relative paths."""
     set_threads(threads)
     console = stderr_console(quiet)
-    checkpoint = checkpoint or Path("runs") / task / "latest.pt"
+    if checkpoint is None:
+        checkpoint = Path("runs") / task / "latest.pt"
+        shipped = PRETRAINED.get(task)
+        if not checkpoint.exists() and shipped is not None and shipped.exists():
+            console.print(f"pan: no run of your own at {checkpoint}; using the pretrained {task} model "
+                          f"that ships with pan ({shipped.name}; see README: model card)", highlight=False)
+            checkpoint = shipped
     predictor = Predictor.from_checkpoint(checkpoint, task, pick_device(device))
+    if mask is not None and predictor.config.synthesize != "holes":
+        raise PanError("--mask is for inpaint models")
     stdin = sys.stdin if "-" in inputs else ()
-    jobs = collect_jobs(inputs, out_dir, fmt, stdin)
+    jobs = collect_jobs(inputs, out_dir, fmt, stdin, mask)
     with progress_bar(console) as bar:
         job = bar.add_task(f"infer {task}", total=len(jobs), info="")
 
@@ -236,7 +291,8 @@ def infer_command(inputs, task, checkpoint, out_dir, batch_size, device, fmt, on
 @click.option("--mask", type=click.Path(path_type=Path),
               help="With --pred/--ref: masks with the same names (white = hole); adds scores inside the hole.")
 @click.option("--task", type=click.Choice(list(TASKS)), help="Score a model instead (with --data).")
-@click.option("--checkpoint", type=click.Path(path_type=Path), help="Default: runs/TASK/latest.pt.")
+@click.option("--checkpoint", type=click.Path(path_type=Path),
+              help="Default: runs/TASK/latest.pt, else (derain) the pretrained model that ships with pan.")
 @click.option("--data", type=click.Path(path_type=Path), help="Dataset whose pairs the model is scored on.")
 @click.option("--split", help="Split of --data (default: test, else val, else the pairs in --data).")
 @click.option("--save", type=click.Path(path_type=Path), help="Also write the model's outputs here.")
@@ -332,6 +388,21 @@ def report_command(run_dir: Path) -> None:
     sample grids; prints both paths."""
     for path in write_report(run_dir):
         click.echo(str(path))
+
+
+cli.add_command(data_group)
+
+
+@cli.command("export")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path))
+def export_command(checkpoint: Path, out: Path) -> None:
+    """Write a checkpoint's inference weights only (EMA if kept; no D, no optimizer state):
+    small enough to share; `pan infer --checkpoint` takes it. Prints its path."""
+    if out.exists() and out.resolve() == checkpoint.resolve():
+        raise PanError("the export would overwrite its source; choose another -o")
+    export_weights(checkpoint, out)
+    click.echo(str(out))
 
 
 def main() -> None:

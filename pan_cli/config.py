@@ -14,6 +14,9 @@ from pan_cli.errors import PanError
 
 OBJECTIVES = ("pan", "pix2pix", "l1")
 GAN_FORMS = ("saturating", "non-saturating")
+SYNTHESIZERS = ("", "rain", "holes")
+RANGES = ("rain_density", "rain_length", "rain_angle", "rain_intensity")
+TUPLES = ("lambdas", "betas", *RANGES)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,14 @@ class RunConfig:
     init: str = "dcgan"  # "dcgan": N(0, 0.02); "authors": the authors' Theano init
     d_first_activation: str = "lrelu"  # "tanh" in the authors' code
     seed: int = 0
+    # Inputs made on the fly from clean photos: "" (paired data), "rain" or "holes" (inpainting).
+    synthesize: str = ""
+    label_input: bool = False  # the input is a label map: resized nearest-neighbour, never interpolated
+    # Rain synthesizer ranges (low, high), used with synthesize="rain"; see datasets/rain.py.
+    rain_density: tuple[float, float] = (0.001, 0.012)
+    rain_length: tuple[float, float] = (6.0, 40.0)
+    rain_angle: tuple[float, float] = (-35.0, 35.0)
+    rain_intensity: tuple[float, float] = (0.12, 0.7)
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -56,12 +67,18 @@ class RunConfig:
                 raise PanError(f"{name.replace('_', '-')} must be at least 1")
         if not 0.0 <= self.ema < 1.0:
             raise PanError("--ema must be in [0, 1)")
+        if self.synthesize not in SYNTHESIZERS:
+            raise PanError(f"unknown synthesizer {self.synthesize!r}; choose one of {SYNTHESIZERS}")
+        for name in RANGES:
+            low, high = getattr(self, name)
+            if low > high:
+                raise PanError(f"--{name.replace('_', '-')}: low {low:g} is above high {high:g}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values only, so a checkpoint loads with weights_only=True."""
         out = dataclasses.asdict(self)
-        out["lambdas"] = list(self.lambdas)
-        out["betas"] = list(self.betas)
+        for key in TUPLES:
+            out[key] = list(out[key])
         return out
 
     @classmethod
@@ -71,7 +88,7 @@ class RunConfig:
         if unknown:
             raise PanError(f"checkpoint config has settings this version does not know: {unknown}")
         values = dict(values)
-        for key in ("lambdas", "betas"):
+        for key in TUPLES:
             if key in values:
                 values[key] = tuple(float(v) for v in values[key])
         return cls(**values)

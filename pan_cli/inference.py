@@ -7,6 +7,7 @@ however many inputs there are. The checkpoint alone decides the architecture.
 
 from __future__ import annotations
 
+import glob
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,9 @@ from torch.utils.data import DataLoader, Dataset
 from pan_cli.checkpoint import load_checkpoint
 from pan_cli.config import RunConfig
 from pan_cli.datasets.images import is_image_path, list_images, read_image, to_float, to_uint8, write_image
+from pan_cli.datasets.labels import read_input
 from pan_cli.errors import PanError
+from pan_cli.inpainting import default_mask, inpaint
 from pan_cli.networks import GENERATORS, build_generator, fold_batchnorm
 
 
@@ -28,6 +31,7 @@ from pan_cli.networks import GENERATORS, build_generator, fold_batchnorm
 class Job:
     source: Path
     output: Path
+    mask: Path | None = None  # inpainting: white = fill
 
 
 class Predictor:
@@ -39,10 +43,7 @@ class Predictor:
         # channels_last measured 14% faster for CPU inference here (make bench); exact either way
         self.memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
         self.net = fold_batchnorm(net).to(device, memory_format=self.memory_format)
-        self.multiple = GENERATORS[config.generator].multiple
-        if self.multiple == 0:
-            raise PanError(f"generator {config.generator!r} is not fully convolutional; "
-                           "`pan infer` runs fully convolutional generators only")
+        self.multiple = GENERATORS[config.generator].multiple  # 0: takes exactly its own size
 
     @classmethod
     def from_checkpoint(cls, path: Path, task: str | None, device: torch.device) -> Predictor:
@@ -59,7 +60,10 @@ class Predictor:
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """[-1, 1] NCHW in, [-1, 1] NCHW out at the input's own size: padded up to the network's
-        multiple (reflection), then cropped back; never resized."""
+        multiple (reflection), then cropped back; never resized. A generator with no multiple
+        (the context encoder) takes its own input size and returns its patch."""
+        if not self.multiple:
+            return self.net(batch.to(self.device).contiguous(memory_format=self.memory_format)).float().cpu()
         height, width = batch.shape[-2:]
         pad_h, pad_w = (-height) % self.multiple, (-width) % self.multiple
         x = batch.to(self.device).contiguous(memory_format=self.memory_format)
@@ -69,9 +73,12 @@ class Predictor:
         return self.net(x)[..., :height, :width].float().cpu()
 
 
-def collect_jobs(inputs: Sequence[str], out_dir: Path, fmt: str, stdin: Iterable[str] = ()) -> list[Job]:
+def collect_jobs(inputs: Sequence[str], out_dir: Path, fmt: str, stdin: Iterable[str] = (),
+                 masks: Path | None = None) -> list[Job]:
     """Expand files, folders (recursively) and '-' (paths on stdin) into jobs, keeping each
-    folder's relative paths under out_dir. Refuses name collisions and writing over an input."""
+    folder's relative paths under out_dir. Refuses name collisions and writing over an input.
+    `masks` (inpainting) is one mask file for every input, or a folder with a mask of the same
+    relative name (or, failing that, the same stem) for each input."""
     sources: list[tuple[Path, Path]] = []
     for item in inputs:
         if item == "-":
@@ -104,25 +111,51 @@ def collect_jobs(inputs: Sequence[str], out_dir: Path, fmt: str, stdin: Iterable
         if key in inputs_resolved:
             raise PanError(f"output {output} would overwrite an input; choose another -o folder")
         seen[key] = source
-        jobs.append(Job(source, output))
+        jobs.append(Job(source, output, _mask_for(masks, source, relative)))
     return jobs
 
 
+def _mask_for(masks: Path | None, source: Path, relative: Path) -> Path | None:
+    if masks is None:
+        return None
+    if masks.is_file():
+        return masks
+    if not masks.is_dir():
+        raise PanError(f"--mask {masks} does not exist")
+    for name in (relative.with_suffix("").as_posix(), source.stem):
+        found = [p for p in masks.glob(f"{glob.escape(name)}.*") if is_image_path(p)]
+        if found:
+            return found[0]
+    raise PanError(f"no mask for {source} in {masks}/ (expected {relative.with_suffix('')}.png or {source.stem}.png)")
+
+
 class _Decode(Dataset):
-    def __init__(self, jobs: Sequence[Job], channels: int, max_pixels: int | None):
-        self.jobs, self.channels, self.max_pixels = jobs, channels, max_pixels
+    """Job i -> (i, [-1, 1] float image), or for inpainting (i, (uint8 image, bool mask)), or
+    (i, error message)."""
+
+    def __init__(self, jobs: Sequence[Job], channels: int, max_pixels: int | None, holes: bool):
+        self.jobs, self.channels, self.max_pixels, self.holes = jobs, channels, max_pixels, holes
 
     def __len__(self) -> int:
         return len(self.jobs)
 
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | str]:
-        source = self.jobs[index].source
-        if not is_image_path(source):
-            return index, f"{source}: not an image file name (known: png, jpg, ...)"
+    def __getitem__(self, index: int) -> tuple[int, object]:
+        job = self.jobs[index]
+        if not is_image_path(job.source):
+            return index, f"{job.source}: not an image file name (known: png, jpg, ...)"
         try:
-            return index, to_float(read_image(source, self.channels, self.max_pixels))
+            image = read_input(job.source, self.channels, self.max_pixels)
+            if not self.holes:
+                return index, to_float(image)
+            if job.mask is None:
+                return index, (image, default_mask(image))
+            mask = read_image(job.mask, 1, self.max_pixels)[0] > 127
         except PanError as exc:
             return index, str(exc)
+        if mask.shape != image.shape[1:]:
+            return index, (f"{job.mask} is {mask.shape[1]}x{mask.shape[0]} but its image {job.source} is "
+                           f"{image.shape[2]}x{image.shape[1]}")
+        return index, (image, mask)
 
 
 @dataclass
@@ -132,18 +165,24 @@ class Summary:
     seconds: float = 0.0
 
 
-def _batches(loader: Iterable, batch_size: int, summary: Summary, on_error: str,
-             on_failed: Callable[[str], None]) -> Iterator[tuple[list[int], torch.Tensor]]:
-    """Group consecutive decoded images of equal size into batches of up to batch_size."""
-    indices: list[int] = []
-    images: list[torch.Tensor] = []
+def _decoded(loader: Iterable, summary: Summary, on_error: str,
+             on_failed: Callable[[str], None]) -> Iterator[tuple[int, object]]:
+    """The decoded items; a failure is reported and skipped (or, with on_error="fail", ends it)."""
     for index, item in loader:
         if isinstance(item, str):
             summary.failed.append(item)
             on_failed(item)
             if on_error == "fail":
-                break
+                return
             continue
+        yield index, item
+
+
+def _batches(decoded: Iterable[tuple[int, torch.Tensor]], batch_size: int) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Group consecutive decoded images of equal size into batches of up to batch_size."""
+    indices: list[int] = []
+    images: list[torch.Tensor] = []
+    for index, item in decoded:
         if images and (item.shape != images[0].shape or len(images) == batch_size):
             yield indices, torch.stack(images)
             indices, images = [], []
@@ -170,16 +209,26 @@ def run_inference(
             if job.output.exists():
                 raise PanError(f"output {job.output} already exists (use --overwrite to replace it)")
     summary, began = Summary(), time.perf_counter()
+    holes = predictor.config.synthesize == "holes"
     loader = DataLoader(
-        _Decode(jobs, predictor.config.in_channels, max_pixels),
+        _Decode(jobs, min(predictor.config.in_channels, 3), max_pixels, holes),
         batch_size=None,
         num_workers=workers,
         prefetch_factor=2 if workers else None,
     )
-    for indices, batch in _batches(loader, batch_size, summary, on_error, on_failed):
-        for index, image in zip(indices, predictor(batch)):
-            write_image(jobs[index].output, to_uint8(image))
-            summary.written.append(jobs[index].output)
-            on_written(jobs[index].output)
+
+    def write(index: int, image: torch.Tensor) -> None:
+        write_image(jobs[index].output, image)
+        summary.written.append(jobs[index].output)
+        on_written(jobs[index].output)
+
+    decoded = _decoded(loader, summary, on_error, on_failed)
+    if holes:  # one image at a time: each has its own holes
+        for index, (image, mask) in decoded:
+            write(index, inpaint(predictor, image, mask))
+    else:
+        for indices, batch in _batches(decoded, batch_size):
+            for index, image in zip(indices, predictor(batch)):
+                write(index, to_uint8(image))
     summary.seconds = time.perf_counter() - began
     return summary

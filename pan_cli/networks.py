@@ -217,6 +217,20 @@ class Residual(nn.Module):
         return (x[:, : self.out_channels] + self.net(x)).clamp(-1.0, 1.0)
 
 
+class Composite(nn.Module):
+    """Inpainting with a fully convolutional T: the input's last channel is the hole mask, and
+    T's prediction replaces the masked pixels only; known pixels pass through untouched."""
+
+    def __init__(self, net: nn.Module, out_channels: int):
+        super().__init__()
+        self.net = net
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = x[:, self.out_channels:]
+        return torch.lerp(x[:, : self.out_channels], self.net(x), mask)
+
+
 def check_size(generator: str, size: int) -> None:
     """Raise a PanError naming the sizes `generator` can take if it cannot take `size`."""
     net = GENERATORS[generator]
@@ -256,6 +270,8 @@ def build_generator(config: RunConfig) -> nn.Module:
         init_weights(net, 0.05 if config.generator == "idcgan" else 0.02, first_std=0.05)
     else:
         init_weights(net)
+    if config.in_channels == config.out_channels + 1:  # the extra channel is an inpainting mask
+        return Composite(net, config.out_channels)
     if not config.residual:
         return net
     if net.multiple == 0:

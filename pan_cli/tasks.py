@@ -24,6 +24,11 @@ class Task:
     lambda_pix: float = 0.0
     ema: float = 0.0
     objective: str = "pan"
+    synthesizer: str = ""  # how inputs are made from clean photos ("rain", "holes"); "" none
+    always_synthesize: bool = False  # trains from clean photos only (inpaint)
+    label_input: bool = False
+    make_size: int = 0  # `pan data make`: resize the shorter side and centre-crop to this (0: keep)
+    no_data: str = ""  # what to tell a user who gave no --data
 
     def defaults(self) -> dict[str, Any]:
         return {
@@ -35,6 +40,8 @@ class Task:
             "lambda_pix": self.lambda_pix,
             "ema": self.ema,
             "objective": self.objective,
+            "synthesize": self.synthesizer if self.always_synthesize else "",
+            "label_input": self.label_input,
         }
 
 
@@ -50,31 +57,45 @@ TASKS: dict[str, Task] = {
         residual=True,
         lambda_pix=25.0,
         ema=0.999,
+        synthesizer="rain",
+        no_data="give --data: a folder of rainy/clean pairs, or of clean photos with --synthesize "
+                "(`pan data make derain --from builtin -o pairs` writes pairs from built-in photos)",
     ),
     "inpaint": Task(
         "inpaint",
         "photo with a hole -> completed photo",
-        "a folder of clean photos; holes are made on the fly",
+        "a folder of clean photos (or the B/ side of pairs); holes are made on the fly",
         generator="context-encoder",
         image_size=128,
         load_size=150,
+        synthesizer="holes",
+        always_synthesize=True,
+        make_size=128,
+        no_data="give --data: a folder of clean photos (holes are made on the fly)",
     ),
     "labels2street": Task(
         "labels2street",
         "semantic label map -> street scene",
-        "pix2pix 'aligned' photo|label files (Cityscapes; supply it yourself)",
+        "Cityscapes: leftImg8bit/ + gtFine/ (*_labelIds.png), or pix2pix's photo|label files",
         generator="unet",
         image_size=256,
         load_size=286,
         direction="BtoA",
+        label_input=True,
+        no_data="labels2street trains on Cityscapes, which pan cannot ship (its licence forbids "
+                "redistribution): download it from https://www.cityscapes-dataset.com and give --data "
+                "the folder holding leftImg8bit/ and gtFine/, or pix2pix's photo|label files",
     ),
     "sketch2photo": Task(
         "sketch2photo",
         "edge/sketch drawing -> photo",
-        "pix2pix 'aligned' edges|photo files (edges2shoes-style)",
+        "pix2pix 'aligned' edges|photo files (edges2shoes-style), or A/ edges + B/ photos",
         generator="unet",
         image_size=256,
         load_size=286,
+        make_size=256,
+        no_data="give --data: edges2shoes-style edges|photo files, or make them from photos with "
+                "`pan data make sketch2photo --from PHOTOS -o pairs`",
     ),
 }
 
@@ -124,6 +145,8 @@ def make_config(task_name: str, paper: bool = False, **overrides: Any) -> RunCon
         raise PanError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVE_DEFAULTS)}")
     values.update(OBJECTIVE_DEFAULTS[objective])
     values.update(given)
+    if values["synthesize"] == "holes" and values["residual"]:
+        raise PanError("inpaint needs no --residual: known pixels already pass through unchanged")
     if values["generator"] not in GENERATORS:
         raise PanError(f"unknown generator {values['generator']!r}; choose one of {', '.join(GENERATORS)}")
     if task.name == "inpaint" and values["generator"] != "context-encoder":

@@ -32,14 +32,15 @@ from pan_cli.checkpoint import (
 from pan_cli.config import RunConfig
 from pan_cli.datasets.images import atomic_write, to_uint8, write_grid
 from pan_cli.datasets.layout import Pair
-from pan_cli.datasets.paired import PairedImages, StepBatches
+from pan_cli.datasets.paired import StepBatches
+from pan_cli.datasets.synthesized import training_set
 from pan_cli.distributed import Group
 from pan_cli.errors import PanError
 from pan_cli.evaluation import mean_row, score_model
 from pan_cli.inference import Predictor
 from pan_cli.losses import discriminator_loss, transformer_loss
 from pan_cli.metrics import Settings
-from pan_cli.networks import GENERATORS, Discriminator, build_discriminator, build_generator
+from pan_cli.networks import Discriminator, build_discriminator, build_generator
 
 EXIT_INTERRUPTED = 130
 
@@ -308,7 +309,7 @@ def _starting_point(config: RunConfig, run_dir: Path, resume: str | None, steps:
 
 def train(
     config: RunConfig,
-    pairs: list[Pair],
+    pairs: list[Pair] | list[Path],
     options: TrainOptions,
     resume: str | None = None,
     steps: int | None = None,
@@ -318,6 +319,7 @@ def train(
 ) -> Path:
     """Train, writing checkpoints, samples and metrics.jsonl under options.run_dir.
 
+    `pairs` are image pairs, or clean photos when config.synthesize makes the inputs.
     `resume` "latest" continues from run_dir/latest.pt, "auto" from the newest checkpoint that
     loads (or starts fresh if there is none); the checkpoint's config wins, and `steps`, when
     given, sets the new total. A resumed run ends with the same weights as one that never
@@ -328,7 +330,7 @@ def train(
     main = group.main  # only the main process writes files
     latest = run_dir / "latest.pt"
     config, state = _starting_point(config, run_dir, resume, steps, warn)
-    dataset = PairedImages(pairs, config)
+    dataset = training_set(config, pairs)
     dataset.check_sizes()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -393,8 +395,8 @@ def train(
         best = {"step": step, "psnr": means["psnr"]}
         return True
 
-    if val_pairs and GENERATORS[config.generator].multiple == 0:
-        warn(f"no validation: {config.generator!r} is not fully convolutional")
+    if val_pairs and config.synthesize:
+        warn("no validation: the inputs are synthesized")
         val_pairs = None
 
     def last_good() -> str:

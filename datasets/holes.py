@@ -1,0 +1,89 @@
+"""Inpainting holes: the paper's centre hole and random rectangles/strokes, and how a photo
+with a hole becomes T's input.
+
+A mask is a bool HxW tensor, True where pixels are missing (white in a mask file). Missing
+pixels are filled with Context-Encoder's mean colour before T sees them, so nothing of what
+was there leaks in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from pan_cli.datasets.images import to_float
+
+MEAN_FILL = (117, 104, 123)  # Context-Encoder's dataset mean colour (0-255)
+CONTEXT, PATCH, INNER = 128, 64, 56  # context window, predicted centre patch, blanked inner square
+
+
+def fill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """uint8 CHW with the masked pixels set to the mean colour."""
+    colour = torch.tensor(MEAN_FILL, dtype=torch.uint8).view(3, 1, 1).expand_as(image)
+    return torch.where(mask, colour, image)
+
+
+def centre_mask(height: int, width: int, fraction: float = INNER / CONTEXT) -> torch.Tensor:
+    """A centred square hole with a side of `fraction` of the shorter side: for a 128x128
+    image, the paper's inner 56x56 (rows and columns 36-91)."""
+    side = max(1, round(min(height, width) * fraction))
+    top, left = (height - side) // 2, (width - side) // 2
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    mask[top: top + side, left: left + side] = True
+    return mask
+
+
+def random_mask(height: int, width: int, generator: torch.Generator, coverage: tuple[float, float] = (0.05, 0.35),
+                ) -> torch.Tensor:
+    """Random rectangles and brush strokes until about `coverage` of the image is covered:
+    the large and irregular holes a fully convolutional T trains on."""
+    target = coverage[0] + (coverage[1] - coverage[0]) * torch.rand((), generator=generator).item()
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    for _ in range(40):
+        if mask.float().mean() >= target:
+            break
+        if torch.rand((), generator=generator) < 0.5:  # a rectangle of 1/8 to 1/2 of each side
+            h = int(height * (0.125 + 0.375 * torch.rand((), generator=generator)))
+            w = int(width * (0.125 + 0.375 * torch.rand((), generator=generator)))
+            top = int(torch.randint(0, height - h + 1, (), generator=generator))
+            left = int(torch.randint(0, width - w + 1, (), generator=generator))
+            mask[top: top + h, left: left + w] = True
+        else:
+            mask |= _stroke(height, width, generator)
+    return mask
+
+
+def _stroke(height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    """A thick random polyline: points stepped along a wandering direction, then dilated."""
+    line = torch.zeros(1, 1, height, width)
+    y = torch.rand((), generator=generator).item() * (height - 1)
+    x = torch.rand((), generator=generator).item() * (width - 1)
+    angle = torch.rand((), generator=generator).item() * 2 * math.pi
+    for _ in range(int(torch.randint(2, 6, (), generator=generator))):
+        angle += (torch.rand((), generator=generator).item() - 0.5) * math.pi
+        length = (0.1 + 0.3 * torch.rand((), generator=generator).item()) * min(height, width)
+        for t in torch.linspace(0, 1, max(2, int(length))).tolist():
+            py = min(max(y + t * length * math.sin(angle), 0), height - 1)
+            px = min(max(x + t * length * math.cos(angle), 0), width - 1)
+            line[0, 0, round(py), round(px)] = 1.0
+        y = min(max(y + length * math.sin(angle), 0), height - 1)
+        x = min(max(x + length * math.cos(angle), 0), width - 1)
+    radius = max(1, round(min(height, width) * (0.02 + 0.04 * torch.rand((), generator=generator).item())))
+    return F.max_pool2d(line, 2 * radius + 1, stride=1, padding=radius)[0, 0] > 0
+
+
+def with_mask_channel(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A fully convolutional T's input: the filled image in [-1, 1] and the mask (1 = hole) as
+    a fourth channel."""
+    return torch.cat([to_float(fill(image, mask)), mask[None].float()])
+
+
+def context_encoder_pair(clean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's training pair from a 128x128 uint8 crop: the context with its inner 56x56
+    filled, and the 64x64 centre patch T predicts (the loss covers the whole patch)."""
+    offset = (CONTEXT - PATCH) // 2
+    x = to_float(fill(clean, centre_mask(CONTEXT, CONTEXT)))
+    y = to_float(clean[:, offset: offset + PATCH, offset: offset + PATCH])
+    return x, y

@@ -1,0 +1,80 @@
+"""Training pairs made on the fly from clean photos: the input is synthesized from each
+augmented crop (rain streaks, or an inpainting hole), the crop itself is the target.
+
+As in PairedImages, every draw is a pure function of (seed, position in the sample stream),
+so a resumed run sees the same rain and holes as one that never stopped, and a photo never
+gives the same input twice in different epochs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from pan_cli.config import RunConfig
+from pan_cli.datasets.holes import context_encoder_pair, random_mask, with_mask_channel
+from pan_cli.datasets.images import ImageReadError, image_size, read_image, to_float
+from pan_cli.datasets.paired import PairedImages, paired_transform
+from pan_cli.datasets.rain import RainModel
+from pan_cli.errors import PanError
+from pan_cli.networks import GENERATORS
+
+Synthesizer = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
+def rain_model(config: RunConfig) -> RainModel:
+    return RainModel(density=config.rain_density, length=config.rain_length, angle=config.rain_angle,
+                     intensity=config.rain_intensity)
+
+
+def synthesizer(config: RunConfig) -> Synthesizer:
+    """(clean uint8 crop, generator) -> (input, target) in [-1, 1] for config.synthesize."""
+    if config.synthesize == "rain":
+        rain = rain_model(config)
+        return lambda clean, generator: (to_float(rain(clean, generator)), to_float(clean))
+    if config.synthesize == "holes":
+        if GENERATORS[config.generator].multiple == 0:  # context encoder: the paper's centre hole
+            return lambda clean, generator: context_encoder_pair(clean)
+        return lambda clean, generator: (
+            with_mask_channel(clean, random_mask(*clean.shape[1:], generator)), to_float(clean))
+    raise PanError(f"task {config.task!r} has no synthesizer for {config.synthesize!r}")
+
+
+class SynthesizedPairs(Dataset):
+    """Clean photos, read lazily; item (index, seed) is one augmented crop and its input."""
+
+    def __init__(self, photos: Sequence, config: RunConfig):
+        if not photos:
+            raise PanError("no photos to synthesize training pairs from")
+        self.photos = list(photos)
+        self.crop, self.load_size = config.image_size, config.load_size
+        self.transform = paired_transform(config.image_size, config.load_size, config.flip)
+        self.make = synthesizer(config)
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def check_sizes(self) -> None:
+        if self.load_size >= self.crop:
+            return
+        for photo in self.photos:
+            height, width = image_size(photo)
+            if min(height, width) < self.crop:
+                raise ImageReadError(f"{photo} is {width}x{height}, smaller than the {self.crop}x{self.crop} "
+                                     "training crop (use a smaller --image-size)")
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, seed = key
+        photo = read_image(self.photos[index], 3)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            crop = self.transform(tv_tensors.Image(photo)).as_subclass(torch.Tensor)
+        return self.make(crop, torch.Generator().manual_seed(seed))
+
+
+def training_set(config: RunConfig, sources: Sequence) -> PairedImages | SynthesizedPairs:
+    """The training samples: pairs from disk, or (config.synthesize) inputs made from photos."""
+    return SynthesizedPairs(sources, config) if config.synthesize else PairedImages(sources, config)

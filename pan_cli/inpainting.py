@@ -1,0 +1,78 @@
+"""Filling holes at inference, for images of any size and holes anywhere.
+
+A fully convolutional T (the `unet` with a mask channel) takes the whole image at once. The
+Context-Encoder T takes exactly a 128x128 context and predicts its 64x64 centre, so each
+connected hole region gets its own context window: a square around the region, scaled so
+the region fits the 56x56 inner square the network was trained to fill, resized to 128,
+and the prediction is resized back. Either way only masked pixels change.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from skimage.measure import label, regionprops
+from torchvision.transforms.v2.functional import resize
+
+from pan_cli.datasets.holes import CONTEXT, INNER, PATCH, centre_mask, fill, with_mask_channel
+from pan_cli.datasets.images import to_float, to_uint8
+
+if TYPE_CHECKING:
+    from pan_cli.inference import Predictor
+
+MIN_HOLE = 16  # a smaller region still gets a window this size, so it has context around it
+BATCH = 16  # windows per forward pass
+
+
+def default_mask(image: torch.Tensor) -> torch.Tensor:
+    """Without a mask file: the paper's centre hole (the inner 56/128 of the shorter side)."""
+    return centre_mask(*image.shape[1:])
+
+
+def inpaint(predictor: Predictor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """uint8 CHW image and bool HxW mask (True = fill) -> uint8 CHW with the masked pixels filled
+    and every other pixel exactly as it was."""
+    if not mask.any():
+        return image.clone()
+    if predictor.multiple:
+        predicted = to_uint8(predictor(with_mask_channel(image, mask)[None])[0])
+    else:
+        predicted = _fill_by_windows(predictor, fill(image, mask), mask)
+    return torch.where(mask, predicted, image)
+
+
+def _fill_by_windows(predictor: Predictor, filled: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    height, width = mask.shape
+    regions = label(mask.numpy(), connectivity=2)
+    boxes = []  # (region, top, left, side) of each region's context window, in image coordinates
+    for region in regionprops(regions):
+        r0, c0, r1, c1 = region.bbox
+        side = math.ceil(max(r1 - r0, c1 - c0, MIN_HOLE) * CONTEXT / INNER)
+        boxes.append((region.label, (r0 + r1 - side) // 2, (c0 + c1 - side) // 2, side))
+    regions = torch.from_numpy(regions)
+    pad = max(box[3] for box in boxes)
+    # Windows may reach past the border: replicate edge pixels (reflection needs pad < size).
+    padded = F.pad(filled[None].float(), (pad, pad, pad, pad), mode="replicate")[0].to(torch.uint8)
+    out = filled.clone()
+    for start in range(0, len(boxes), BATCH):
+        chunk = boxes[start: start + BATCH]
+        windows = []
+        for _, top, left, side in chunk:
+            window = padded[:, top + pad: top + pad + side, left + pad: left + pad + side]
+            window = resize(window, [CONTEXT, CONTEXT], antialias=True)
+            windows.append(fill(window, centre_mask(CONTEXT, CONTEXT)))  # as in training
+        patches = predictor(torch.stack([to_float(w) for w in windows]))
+        for (region, top, left, side), patch in zip(chunk, patches):
+            size = round(side * PATCH / CONTEXT)
+            p_top, p_left = top + (side - size) // 2, left + (side - size) // 2
+            patch = to_uint8(resize(patch, [size, size], antialias=True))
+            y0, x0 = max(p_top, 0), max(p_left, 0)
+            y1, x1 = min(p_top + size, height), min(p_left + size, width)
+            if y1 > y0 and x1 > x0:  # write this region's own pixels only: windows may overlap
+                own = regions[y0:y1, x0:x1] == region
+                target = out[:, y0:y1, x0:x1]
+                target[:, own] = patch[:, y0 - p_top: y1 - p_top, x0 - p_left: x1 - p_left][:, own]
+    return out
