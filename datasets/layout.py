@@ -36,9 +36,12 @@ class Layout:
     folders: tuple[str, str] | None = None
 
     def describe(self) -> str:
-        what = {"folders": f"paired folders {self.folders[0]}/ + {self.folders[1]}/",
-                "aligned": "side-by-side A|B images",
-                "cityscapes": "Cityscapes leftImg8bit/ photos (A) + gtFine/ *_labelIds (B)"}[self.kind]
+        if self.kind == "folders":
+            what = f"paired folders {self.folders[0]}/ + {self.folders[1]}/"
+        elif self.kind == "cityscapes":
+            what = "Cityscapes leftImg8bit/ photos (A) + gtFine/ *_labelIds (B)"
+        else:
+            what = "side-by-side A|B images"
         where = f" in splits {', '.join(self.splits)}" if self.splits else ""
         return f"{self.root}: {what}{where}"
 

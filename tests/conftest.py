@@ -57,3 +57,18 @@ def trained_checkpoint(tmp_path_factory) -> Path:
     assert result.stdout.strip() == str(root / "run" / "step-2.pt")  # stdout: the checkpoint, nothing else
     assert "paired folders A/ + B/; 4 training pairs" in result.stderr  # the layout it found
     return root / "run" / "latest.pt"
+
+
+@pytest.fixture(scope="session")
+def trained_inpaint_unet(tmp_path_factory) -> Path:
+    """A tiny fully convolutional inpainting run (mask as a fourth channel), trained once."""
+    root = tmp_path_factory.mktemp("inpaint-unet")
+    for name in ("astronaut", "rocket"):
+        write_image(root / "photos" / f"{name}.png", crop(name, 70, 80))
+    result = CliRunner().invoke(cli, [
+        "train", "inpaint", "--generator", "unet", "--data", str(root / "photos"), "--steps", "2",
+        "--image-size", "64", "--load-size", "0", "--batch-size", "2", "--run-dir", str(root / "run"),
+        "--sample-every", "0",
+    ])
+    assert result.exit_code == 0, result.stderr
+    return root / "run" / "latest.pt"

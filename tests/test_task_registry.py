@@ -1,0 +1,83 @@
+"""What the task registry tells a user: defaults in --help, size errors, missing data, label
+maps that are never interpolated, masks that do not fit, and weights-only export."""
+
+from __future__ import annotations
+
+import torch
+from torchvision import tv_tensors
+
+from pan_cli.datasets.images import read_image, write_image
+from pan_cli.datasets.labels import CITYSCAPES_COLOURS, colourize
+from pan_cli.datasets.layout import Pair
+from pan_cli.datasets.paired import PairedImages
+from pan_cli.tasks import make_config
+from tests.conftest import crop
+
+
+def test_train_help_shows_the_named_tasks_defaults(run_pan):
+    result = run_pan("train", "inpaint", "--help")
+    assert result.exit_code == 0
+    assert "Defaults for inpaint" in result.stdout and "context-encoder, image size 128" in result.stdout
+    assert "holes (always)" in result.stdout and "Defaults for derain" not in result.stdout
+    labels = run_pan("train", "labels2street", "--help").stdout
+    assert "BtoA (input is a label map)" in labels and "unet, image size 256, load size 286" in labels
+    everything = run_pan("train", "--help").stdout
+    assert all(f"Defaults for {task}" in everything for task in ("derain", "inpaint", "labels2street",
+                                                                   "sketch2photo"))
+
+
+def test_sizes_a_generator_cannot_take_are_refused_naming_the_sizes_it_can(run_pan, tmp_path):
+    result = run_pan("train", "sketch2photo", "--data", tmp_path, "--image-size", "100")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("pan: error: generator 'unet' needs image sizes that are multiples of 64 "
+                                     "(e.g. 128), not 100")
+    result = run_pan("train", "inpaint", "--data", tmp_path, "--image-size", "96")
+    assert "takes exactly 128x128 images, not 96" in result.stderr
+
+
+def test_labels2street_without_data_says_cityscapes_must_be_supplied(run_pan):
+    result = run_pan("train", "labels2street")
+    assert result.exit_code == 1
+    assert "licence forbids redistribution" in result.stderr and "cityscapes-dataset.com" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_label_maps_are_resized_nearest_neighbour_never_interpolated(tmp_path):
+    ids = torch.randint(0, 34, (1, 11, 13)).repeat_interleave(5, 1).repeat_interleave(5, 2).to(torch.uint8)
+    photo = crop("coffee", 55, 65)
+    write_image(tmp_path / "A" / "x.png", photo)
+    write_image(tmp_path / "B" / "x_.png", colourize(ids))  # B: the label map (BtoA)
+    pair = Pair(tmp_path / "A" / "x.png", tmp_path / "B" / "x_.png", "x")
+    config = make_config("labels2street", image_size=64, load_size=83)
+    x, y = PairedImages([pair], config)[(0, 123)]
+    colours = {tuple(c) for c in ((x + 1) * 127.5).round().to(torch.uint8).flatten(1).T.tolist()}
+    assert colours <= set(CITYSCAPES_COLOURS)  # only classes that exist: no blends at region borders
+    assert len(((y + 1) * 127.5).round().flatten(1).T.unique(dim=0)) > 100  # the photo is interpolated
+    assert isinstance(PairedImages([pair], config).input_kind(x), tv_tensors.Mask)
+
+
+def test_infer_refuses_a_mask_of_another_size_and_an_input_without_mask(run_pan, tmp_path, trained_inpaint_unet):
+    write_image(tmp_path / "in" / "a.png", crop("coffee", 64, 64))
+    write_image(tmp_path / "in" / "b.png", crop("chelsea", 64, 64))
+    write_image(tmp_path / "masks" / "a.png", torch.zeros(1, 60, 64, dtype=torch.uint8))
+    result = run_pan("infer", "--task", "inpaint", "--checkpoint", trained_inpaint_unet, tmp_path / "in",
+                     "--mask", tmp_path / "masks", "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "no mask for" in result.stderr and "b.png" in result.stderr
+    write_image(tmp_path / "masks" / "b.png", torch.zeros(1, 64, 64, dtype=torch.uint8))
+    result = run_pan("infer", "--task", "inpaint", "--checkpoint", trained_inpaint_unet, tmp_path / "in",
+                     "--mask", tmp_path / "masks", "-o", tmp_path / "out")
+    assert result.exit_code == 3  # one written, one failed
+    assert "masks/a.png is 64x60 but its image" in result.stderr
+    assert torch.equal(read_image(tmp_path / "out" / "b.png"), crop("chelsea", 64, 64))  # empty mask: unchanged
+
+
+def test_export_keeps_only_inference_weights_and_gives_identical_outputs(run_pan, tmp_path, trained_checkpoint):
+    exported = tmp_path / "derain-small.pt"
+    result = run_pan("export", trained_checkpoint, "-o", exported)
+    assert result.exit_code == 0 and result.stdout.strip() == str(exported)
+    assert exported.stat().st_size < trained_checkpoint.stat().st_size / 20  # no D, no Adam moments
+    write_image(tmp_path / "in" / "x.png", crop("rocket", 37, 41))
+    for name, checkpoint in (("full", trained_checkpoint), ("small", exported)):
+        assert run_pan("infer", "--task", "derain", "--checkpoint", checkpoint, tmp_path / "in",
+                       "-o", tmp_path / name).exit_code == 0
+    assert torch.equal(read_image(tmp_path / "full" / "x.png"), read_image(tmp_path / "small" / "x.png"))
