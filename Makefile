@@ -31,6 +31,7 @@ lint: install
 
 bench: install
 	$(BIN)/python -m pan_cli.bench
+	$(BIN)/python -m pan_cli.task_bench
 
 # The pretrained derain model that ships in the package, trained by `pan train` itself on the
 # built-in photos with rain synthesized on the fly, then scored on the two held-out photos.

@@ -17,6 +17,7 @@ from pan_cli.datasets.layout import Pair, images_by_name
 from pan_cli.datasets.paired import load_pair
 from pan_cli.errors import PanError
 from pan_cli.inference import Predictor
+from pan_cli.inpainting import default_mask, inpaint
 from pan_cli.metrics import Settings, hole_scores, score
 
 
@@ -64,14 +65,26 @@ def score_files(items: Iterable[tuple[str, Path, Path]], settings: Settings,
 
 def score_model(predictor: Predictor, pairs: Sequence[Pair], settings: Settings,
                 save: Path | None = None) -> Iterator[Row]:
-    """Run the model on each pair's input and score the 8-bit output (what a saved PNG holds)."""
+    """Run the model on each pair's input and score the 8-bit output (what a saved PNG holds).
+    An inpainting model fills the holes in masks/ beside A/ (as `pan data make inpaint` writes
+    them), else the centre hole, and is also scored inside the hole."""
     config = predictor.config
+    holes = config.synthesize == "holes"
     for pair in pairs:
-        x, y = load_pair(pair, config.direction, (config.in_channels, config.out_channels))
-        output = to_uint8(predictor(to_float(x)[None])[0])
+        x, y = load_pair(pair, config.direction, (3, 3) if holes else (config.in_channels, config.out_channels))
+        if holes:
+            mask_file = pair.a.parent.parent / "masks" / f"{pair.name}.png"
+            mask = read_image(mask_file, 1)[0] > 127 if mask_file.exists() else default_mask(x)
+            _check_size(mask[None], mask_file, x, pair.a)
+            output = inpaint(predictor, x, mask)
+        else:
+            output = to_uint8(predictor(to_float(x)[None])[0])
         if save is not None:
             write_image(save / f"{pair.name}.png", output)
-        yield Row(pair.name, score(y, output, settings))
+        scores = score(y, output, settings)
+        if holes:
+            scores.update(hole_scores(y, output, mask[None]))
+        yield Row(pair.name, scores)
 
 
 def mean_row(rows: Sequence[Row]) -> Row:

@@ -49,7 +49,7 @@ TASKS: dict[str, Task] = {
     "derain": Task(
         "derain",
         "rainy photo -> clean photo",
-        "pairs: A/ (rainy) + B/ (clean), or input/ + target/",
+        "pairs: A/ (rainy) + B/ (clean), or input/ + target/; or clean photos with --synthesize",
         generator="idcgan",
         image_size=256,
         # Measured on CPU (DESIGN.md): without the global residual every objective made

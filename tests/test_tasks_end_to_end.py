@@ -3,6 +3,7 @@ train`, run `pan infer`, check what was written."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,21 @@ def test_sketch2photo_from_edges2shoes_style_files(tmp_path, run_pan):
     write_image(tmp_path / "in" / "drawing.png", drawing)
     (written,) = infer(run_pan, checkpoint, "sketch2photo", tmp_path / "in", tmp_path / "out")
     assert read_image(written).shape == (3, 100, 150)
+
+
+def test_eval_scores_an_inpainting_model_inside_the_holes_data_make_wrote(context_encoder, tmp_path, run_pan):
+    write_photos(tmp_path / "photos", {"coffee": (150, 160), "chelsea": (140, 170)})
+    made = run_pan("data", "make", "inpaint", "--from", tmp_path / "photos", "-o", tmp_path / "d", "-q",
+                   "--holes", "random")
+    assert made.exit_code == 0, made.stderr
+    result = run_pan("eval", "--task", "inpaint", "--data", tmp_path / "d", "--checkpoint", context_encoder,
+                     "--json", "--save", tmp_path / "filled")
+    assert result.exit_code == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["name"] for r in rows] == ["chelsea", "coffee", "mean"]
+    assert all(0 < r["psnr_hole"] < r["psnr"] for r in rows)  # outside the hole the output is the input's own
+    for name in ("chelsea", "coffee"):
+        mask = read_image(tmp_path / "d" / "masks" / f"{name}.png", 1)[0] > 127
+        filled = read_image(tmp_path / "filled" / f"{name}.png")
+        given = read_image(tmp_path / "d" / "A" / f"{name}.png")
+        assert torch.equal(filled[:, ~mask], given[:, ~mask])
