@@ -50,16 +50,31 @@ def read_input(path: Path, channels: int = 3, max_pixels: int | None = None) -> 
     return read_image(path, channels, max_pixels)
 
 
+# Stand-in classes for photos without labels: an appearance prototype -> a Cityscapes class.
+PROTOTYPES = (
+    ((35, 35, 35), (0, 0, 142)),  # dark -> car
+    ((125, 125, 125), (128, 64, 128)),  # grey -> road
+    ((225, 225, 225), (70, 130, 180)),  # bright -> sky
+    ((140, 90, 50), (70, 70, 70)),  # brown -> building
+    ((70, 120, 45), (107, 142, 35)),  # green -> vegetation
+    ((60, 100, 180), (244, 35, 232)),  # blue -> sidewalk
+    ((190, 50, 45), (220, 20, 60)),  # red -> person
+    ((225, 175, 140), (220, 220, 0)),  # skin/beige -> traffic sign
+)
+
+
 def pseudo_labels(photo: torch.Tensor, segments: int = 60) -> torch.Tensor:
-    """A stand-in label map for a photo: SLIC superpixels, each painted the Cityscapes colour
-    nearest its mean colour. Only for benchmarks and tests without Cityscapes: it has the
-    form of a label map (flat regions of palette colours), not Cityscapes' semantics."""
+    """A stand-in label map for a photo: SLIC superpixels, each painted the Cityscapes class
+    colour of the appearance prototype nearest its mean colour. Only for benchmarks and tests
+    without Cityscapes. Like a real label map it gives regions and classes, not the photo's
+    colours: a network has to learn what each class looks like."""
     image = photo.permute(1, 2, 0).numpy()
     regions = slic(image, n_segments=segments, compactness=10, start_label=0)
-    palette = np.array(sorted(set(CITYSCAPES_COLOURS)), dtype=np.float64)
+    prototypes = np.array([p for p, _ in PROTOTYPES], dtype=np.float64)
+    classes = np.array([c for _, c in PROTOTYPES], dtype=np.uint8)
     out = np.zeros_like(image)
     for region in np.unique(regions):
         inside = regions == region
         mean = image[inside].mean(axis=0)
-        out[inside] = palette[np.argmin(((palette - mean) ** 2).sum(axis=1))]
+        out[inside] = classes[np.argmin(((prototypes - mean) ** 2).sum(axis=1))]
     return torch.from_numpy(out).permute(2, 0, 1).contiguous()

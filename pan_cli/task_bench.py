@@ -84,9 +84,9 @@ def prepare(task: str, root: Path) -> tuple[dict, list, dict]:
     return ({"image_size": 128, "load_size": 0}, find_pairs(detect_layout(root / "pairs")), held)
 
 
-def run_task(task: str, root: Path, budget: float, seed: int) -> dict:
+def run_task(task: str, root: Path, budget: float, seed: int, **settings) -> dict:
     overrides, sources, held = prepare(task, root)
-    config = make_config(task, seed=seed, steps=1_000_000, **overrides)
+    config = make_config(task, seed=seed, steps=1_000_000, **overrides, **settings)
     options = TrainOptions(run_dir=root / "run", sample_every=0, checkpoint_every=1_000_000, time_limit=budget)
     began = time.perf_counter()
     checkpoint = train(config, sources, options)
@@ -127,21 +127,26 @@ def run_task(task: str, root: Path, budget: float, seed: int) -> dict:
 @click.option("--tasks", default=",".join(TASK_NAMES), show_default=True)
 @click.option("--budget", type=float, default=240.0, show_default=True, help="Training seconds per task.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--lambda-pix", type=float, help="Override every task's pixel L1 weight.")
+@click.option("--ema", type=float, help="Override every task's EMA decay.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's choice).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench-output/tasks"), show_default=True)
-def main(tasks: str, budget: float, seed: int, threads: int | None, out: Path) -> None:
+def main(tasks: str, budget: float, seed: int, lambda_pix: float | None, ema: float | None, threads: int | None,
+         out: Path) -> None:
     if threads:
         torch.set_num_threads(threads)
     console = stderr_console()
     console.print(f"{torch.get_num_threads()} CPU threads, {budget:g}s of training per task", highlight=False)
+    shown = ", ".join(f"{k} {v:g}" for k, v in (("lambda-pix", lambda_pix), ("ema", ema)) if v is not None)
     rows = []
     for task in [t.strip() for t in tasks.split(",") if t.strip()]:
         root = out / task
         shutil.rmtree(root, ignore_errors=True)  # this benchmark's own previous output
         console.print(f"{task}: training for {budget:g}s ...", highlight=False)
-        rows.append(run_task(task, root, budget, seed))
+        rows.append(run_task(task, root, budget, seed, lambda_pix=lambda_pix, ema=ema))
         console.print(f"{task}: {rows[-1]}; picture {root / 'picture.png'}", highlight=False)
-    lines = [f"{torch.get_num_threads()} CPU threads, {budget:g} s of training per task, seed {seed}", "",
+    lines = [f"{torch.get_num_threads()} CPU threads, {budget:g} s of training per task, seed {seed}"
+             + (f"; for every task: {shown}" if shown else "; task defaults"), "",
              f"| task | T | steps in {budget:g}s | held-out images | PSNR input | PSNR output | better | "
              "PSNR mean colour |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -1,0 +1,34 @@
+"""The pretrained derain model that ships in the package (`make weights` rebuilds it)."""
+
+from __future__ import annotations
+
+import torch
+
+from pan_cli.checkpoint import PRETRAINED, load_checkpoint
+from pan_cli.datasets.images import read_image, write_image
+from pan_cli.datasets.photos import HELD_OUT_PHOTOS, builtin_photo
+from pan_cli.datasets.rain import RainModel
+from pan_cli.metrics import psnr
+
+
+def test_the_shipped_model_is_a_small_idcgan_derain_export():
+    path = PRETRAINED["derain"]
+    assert path.is_file() and path.stat().st_size < 4 * 2**20
+    state = load_checkpoint(path, task="derain")
+    assert state["config"].generator == "idcgan" and state["exported"] and "D" not in state
+
+
+def test_infer_with_no_run_uses_the_shipped_model_says_so_and_beats_the_rainy_input(tmp_path, run_pan,
+                                                                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no runs/derain here
+    rain, generator = RainModel(), torch.Generator().manual_seed(123)
+    clean = {name: builtin_photo(name)[:, 60:220, 40:250] for name in HELD_OUT_PHOTOS}  # never trained on
+    for name, image in clean.items():
+        write_image(tmp_path / "in" / f"{name}.png", rain(image, generator))
+    result = run_pan("infer", "--task", "derain", "in", "-o", "out")
+    assert result.exit_code == 0, result.stderr
+    assert "using the pretrained derain model that ships with pan" in result.stderr
+    for name, image in clean.items():
+        rainy, derained = read_image(tmp_path / "in" / f"{name}.png"), read_image(tmp_path / "out" / f"{name}.png")
+        assert derained.shape == image.shape
+        assert psnr(image, derained) > psnr(image, rainy) + 1.0  # dB
