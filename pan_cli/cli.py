@@ -356,7 +356,8 @@ def compare_command(task, data, out, objectives, seeds, steps, image_size, batch
         write_rain_pairs(data / "train", TRAIN_PHOTOS, 6, 0)
         write_rain_pairs(data / "test", HELD_OUT_PHOTOS, 3, 10_000)
     layout = detect_layout(data)
-    train_pairs = find_pairs(layout, "train")
+    # inpaint trains on the clean photos (holes made on the fly) and is scored on the fixed holes
+    train_pairs = find_photos(data, "train") if make_config(task).synthesize else find_pairs(layout, "train")
     eval_split = best_split(layout.splits)
     if eval_split == "train":
         raise PanError(f"{data} has no test/ or val/ split to score on")

@@ -72,7 +72,7 @@ def compare(
     objectives: Sequence[str],
     seeds: Sequence[int],
     steps: int,
-    train_pairs: list[Pair],
+    train_pairs: list[Pair] | list[Path],
     eval_pairs: list[Pair],
     out: Path,
     warn: Callable[[str], None] = lambda message: None,
@@ -112,7 +112,7 @@ def compare(
     config = configs(objectives[0], seeds[0])
     tiles = []
     for pair in eval_pairs:  # input | each objective (equal wall-clock, first seed) | target
-        x, y = load_pair(pair, config.direction, (config.in_channels, config.out_channels))
+        x, y = load_pair(pair, config.direction, (min(config.in_channels, 3), config.out_channels))
         tiles += [x, *(read_image(out / "outputs" / o / f"{pair.name}.png") for o in objectives), y]
     write_grid(out / "grid.png", tiles, columns=len(objectives) + 2)
     return comparison
