@@ -334,13 +334,15 @@ def eval_command(pred, ref, mask, task, checkpoint, data, split, save, channel, 
 @click.option("--objectives", default="pan,pix2pix,l1", show_default=True)
 @click.option("--seeds", default="0,1", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=150, show_default=True, help="PAN's steps per run.")
-@click.option("--image-size", type=click.IntRange(min=8), default=96, show_default=True)
+@click.option("--image-size", type=click.IntRange(min=8),
+              help="Training crop. Default: 96 for derain (CPU-sized), the task's own size otherwise.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
 def compare_command(task, data, out, objectives, seeds, steps, image_size, batch_size, quiet) -> None:
     """Train pan, pix2pix and l1 on the same data and seeds; report both the equal-step and the
     equal-wall-clock view (report.md and grid.png under --out; the table on stdout)."""
     console = stderr_console(quiet)
+    image_size = image_size or (96 if task == "derain" else make_config(task).image_size)
     names = [o.strip() for o in objectives.split(",") if o.strip()]
     if not names or names[0] != "pan" or any(o not in OBJECTIVES for o in names):
         raise click.BadParameter("a comma-separated list starting with pan, from " + ", ".join(OBJECTIVES),
