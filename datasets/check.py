@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pan_cli.datasets.images import ImageReadError, is_image_path
 from pan_cli.datasets.labels import read_input
-from pan_cli.datasets.layout import CITYSCAPES, Layout, detect_layout, images_by_name
+from pan_cli.datasets.layout import Layout, detect_layout, missing_partners, pair_files
 from pan_cli.errors import PanError
 
 
@@ -68,19 +68,12 @@ def _check_split(layout: Layout, split: str, report: Report, min_size: int) -> s
                 continue
             _count(entry, report, path, width // 2, height, min_size)
         return {p.stem for p in files}
-    a_dir, b_dir = layout.pair_dirs(split) if split else (layout.root / layout.folders[0],
-                                                           layout.root / layout.folders[1])
-    endings = tuple(CITYSCAPES.values()) if layout.kind == "cityscapes" else ("", "")
-    names = {}
-    for folder, ending in zip((a_dir, b_dir), endings):
-        try:
-            names[folder] = images_by_name(folder, ending)
-        except PanError as exc:
-            report.problems.append(str(exc))
-            names[folder] = {}
-    a_files, b_files = names[a_dir], names[b_dir]
-    for name in sorted(set(a_files) ^ set(b_files)):
-        have, lack = (a_files[name], b_dir) if name in a_files else (b_files[name], a_dir)
+    try:
+        a_files, b_files = pair_files(layout, split)
+    except PanError as exc:  # e.g. two files with one name
+        report.problems.append(str(exc))
+        return set()
+    for have, lack, _ in missing_partners(layout, split, a_files, b_files):
         report.problems.append(f"{have}: no partner in {lack}/")
     for name in sorted(set(a_files) & set(b_files)):
         a, b = _decode(a_files[name], report.problems), _decode(b_files[name], report.problems)

@@ -113,12 +113,8 @@ def find_pairs(layout: Layout, split: str = "train") -> list[Pair]:
         pairs = [Pair(p, None, p.stem) for p in sorted(folder.iterdir())
                  if p.is_file() and is_image_path(p)]
     else:
-        a_dir, b_dir = layout.pair_dirs(split)
-        endings = (CITYSCAPES["leftImg8bit"], CITYSCAPES["gtFine"]) if layout.kind == "cityscapes" else ("", "")
-        a_files, b_files = images_by_name(a_dir, endings[0]), images_by_name(b_dir, endings[1])
-        for name in sorted(set(a_files) ^ set(b_files)):
-            have, lack = (a_files[name], b_dir) if name in a_files else (b_files[name], a_dir)
-            expected = partner_name(layout, name, have)
+        a_files, b_files = pair_files(layout, split)
+        for have, lack, expected in missing_partners(layout, split, a_files, b_files):
             raise PanError(f"{have} has no partner in {lack}/ (expected a file named {expected})")
         pairs = [Pair(a_files[n], b_files[n], n) for n in sorted(a_files)]
     if not pairs:
@@ -126,11 +122,24 @@ def find_pairs(layout: Layout, split: str = "train") -> list[Pair]:
     return pairs
 
 
-def partner_name(layout: Layout, name: str, have: Path) -> str:
-    if layout.kind != "cityscapes":
-        return f"{name}.*"
-    ending = CITYSCAPES["gtFine"] if CITYSCAPES["leftImg8bit"] in have.name else CITYSCAPES["leftImg8bit"]
-    return f"{name}{ending}.png"
+def pair_files(layout: Layout, split: str) -> tuple[dict[str, Path], dict[str, Path]]:
+    """A's and B's files of one split (folder and Cityscapes layouts), by pair name."""
+    a_dir, b_dir = layout.pair_dirs(split)
+    endings = (CITYSCAPES["leftImg8bit"], CITYSCAPES["gtFine"]) if layout.kind == "cityscapes" else ("", "")
+    return images_by_name(a_dir, endings[0]), images_by_name(b_dir, endings[1])
+
+
+def missing_partners(layout: Layout, split: str, a_files: dict[str, Path], b_files: dict[str, Path]):
+    """(file, folder its partner should be in, the partner's expected name) for every file
+    without a partner."""
+    a_dir, b_dir = layout.pair_dirs(split)
+    for name in sorted(set(a_files) ^ set(b_files)):
+        have, lack = (a_files[name], b_dir) if name in a_files else (b_files[name], a_dir)
+        if layout.kind != "cityscapes":
+            yield have, lack, f"{name}.*"
+        else:
+            ending = CITYSCAPES["gtFine"] if lack == b_dir else CITYSCAPES["leftImg8bit"]
+            yield have, lack, f"{name}{ending}.png"
 
 
 def find_photos(root: Path, split: str = "train") -> list[Path]:

@@ -52,6 +52,16 @@ def load_pair(pair: Pair, direction: str, channels: tuple[int, int] = (3, 3)) ->
     return (a, b) if direction == "AtoB" else (b, a)
 
 
+def require_crop(path, crop: int, halves: bool = False) -> None:
+    """Raise if the image at `path` (each half of it, for side-by-side files) is smaller than
+    the crop; reads the header only."""
+    height, width = image_size(path)
+    width //= 2 if halves else 1
+    if min(height, width) < crop:
+        raise ImageReadError(f"{path} is {width}x{height}, smaller than the {crop}x{crop} "
+                             "training crop (use a smaller --image-size)")
+
+
 class PairedImages(Dataset):
     """Lazily loaded pairs: each item is read from disk when asked for, never cached."""
 
@@ -72,17 +82,9 @@ class PairedImages(Dataset):
 
     def check_sizes(self) -> None:
         """Read every header once (no pixels) so a too-small image fails before training."""
-        if self.load_size >= self.crop:
-            return
-        for pair in self.pairs:
-            height, width = image_size(pair.a)
-            if pair.b is None:
-                width //= 2
-            if min(height, width) < self.crop:
-                raise ImageReadError(
-                    f"{pair.a} is {width}x{height}, smaller than the {self.crop}x{self.crop} "
-                    "training crop (use a smaller --image-size)"
-                )
+        if self.load_size < self.crop:
+            for pair in self.pairs:
+                require_crop(pair.a, self.crop, halves=pair.b is None)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, seed = key

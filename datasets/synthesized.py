@@ -16,8 +16,8 @@ from torchvision import tv_tensors
 
 from pan_cli.config import RunConfig
 from pan_cli.datasets.holes import context_encoder_pair, random_mask, with_mask_channel
-from pan_cli.datasets.images import ImageReadError, image_size, read_image, to_float
-from pan_cli.datasets.paired import PairedImages, paired_transform
+from pan_cli.datasets.images import read_image, to_float
+from pan_cli.datasets.paired import PairedImages, paired_transform, require_crop
 from pan_cli.datasets.rain import RainModel
 from pan_cli.errors import PanError
 from pan_cli.networks import GENERATORS
@@ -58,13 +58,9 @@ class SynthesizedPairs(Dataset):
         return len(self.photos)
 
     def check_sizes(self) -> None:
-        if self.load_size >= self.crop:
-            return
-        for photo in self.photos:
-            height, width = image_size(photo)
-            if min(height, width) < self.crop:
-                raise ImageReadError(f"{photo} is {width}x{height}, smaller than the {self.crop}x{self.crop} "
-                                     "training crop (use a smaller --image-size)")
+        if self.load_size < self.crop:
+            for photo in self.photos:
+                require_crop(photo, self.crop)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, seed = key
