@@ -8,6 +8,7 @@ gives the same input twice in different epochs.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Sequence
 
 import torch
@@ -30,16 +31,26 @@ def rain_model(config: RunConfig) -> RainModel:
                      intensity=config.rain_intensity)
 
 
+def _rainy(rain: RainModel, clean: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    return to_float(rain(clean, generator)), to_float(clean)
+
+
+def _centre_hole(clean: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    return context_encoder_pair(clean)
+
+
+def _random_holes(clean: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    return with_mask_channel(clean, random_mask(*clean.shape[1:], generator)), to_float(clean)
+
+
 def synthesizer(config: RunConfig) -> Synthesizer:
-    """(clean uint8 crop, generator) -> (input, target) in [-1, 1] for config.synthesize."""
+    """(clean uint8 crop, generator) -> (input, target) in [-1, 1] for config.synthesize.
+    Module-level functions, not lambdas: DataLoader workers started by spawn (macOS,
+    Windows) must pickle them."""
     if config.synthesize == "rain":
-        rain = rain_model(config)
-        return lambda clean, generator: (to_float(rain(clean, generator)), to_float(clean))
-    if config.synthesize == "holes":
-        if GENERATORS[config.generator].multiple == 0:  # context encoder: the paper's centre hole
-            return lambda clean, generator: context_encoder_pair(clean)
-        return lambda clean, generator: (
-            with_mask_channel(clean, random_mask(*clean.shape[1:], generator)), to_float(clean))
+        return partial(_rainy, rain_model(config))
+    if config.synthesize == "holes":  # the context encoder: the paper's centre hole
+        return _centre_hole if GENERATORS[config.generator].multiple == 0 else _random_holes
     raise PanError(f"task {config.task!r} has no synthesizer for {config.synthesize!r}")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,31 @@ def test_sketch_is_thin_black_lines_on_white():
     # thin: almost no dark pixel has dark neighbours on both sides in both directions
     blob = dark[1:-1, 1:-1] & dark[:-2, 1:-1] & dark[2:, 1:-1] & dark[1:-1, :-2] & dark[1:-1, 2:]
     assert blob.float().sum() < 0.02 * dark.float().sum()
+
+
+def test_rain_ranges_reach_the_synthesizer_in_data_make_and_in_training(photos, tmp_path, run_pan):
+    make(run_pan, "derain", photos, tmp_path / "none", "--rain-density", "0,0")
+    make(run_pan, "derain", photos, tmp_path / "heavy", "--rain-density", "0.02,0.02", "--rain-intensity", "0.8,0.8")
+    clean = read_image(tmp_path / "none" / "B" / "coffee.png").float()
+    veil = (read_image(tmp_path / "none" / "A" / "coffee.png").float() - clean).abs()
+    heavy = (read_image(tmp_path / "heavy" / "A" / "coffee.png").float() - clean).abs()
+    assert veil.std() < 2.5 and heavy.std() > 4 * veil.std()  # no streaks: only the even haze is left
+    bad = run_pan("data", "make", "derain", "--from", photos, "-o", tmp_path / "x", "--rain-angle", "30,-30")
+    assert bad.exit_code == 2 and "LOW 30 is above HIGH -30" in bad.stderr
+
+    result = run_pan("train", "derain", "--synthesize", "--data", photos, "--rain-length", "5,9", "--steps", "1",
+                     "--image-size", "32", "--batch-size", "2", "--workers", "1", "--run-dir", tmp_path / "run", "-q")
+    assert result.exit_code == 0, result.stderr
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["synthesize"] == "rain" and config["rain_length"] == [5.0, 9.0]
+
+
+def test_synthesized_datasets_pickle_for_spawned_workers(photos):
+    from pan_cli.datasets.synthesized import SynthesizedPairs
+    from pan_cli.tasks import make_config
+
+    for config in (make_config("derain", synthesize="rain", image_size=32), make_config("inpaint"),
+                   make_config("inpaint", generator="unet")):
+        dataset = pickle.loads(pickle.dumps(SynthesizedPairs(list_images(photos), config)))
+        x, y = dataset[(0, 5)]
+        assert x.shape[0] == config.in_channels and y.shape[0] == 3
