@@ -175,3 +175,22 @@ def test_synthesized_datasets_pickle_for_spawned_workers(photos):
         dataset = pickle.loads(pickle.dumps(SynthesizedPairs(list_images(photos), config)))
         x, y = dataset[(0, 5)]
         assert x.shape[0] == config.in_channels and y.shape[0] == 3
+
+
+def test_check_reads_cityscapes_as_downloaded_and_names_a_missing_label_file(tmp_path, run_pan):
+    root = tmp_path / "cityscapes"
+    for stem in ("aachen_000000_000019", "aachen_000001_000019"):
+        write_image(root / "leftImg8bit" / "train" / "aachen" / f"{stem}_leftImg8bit.png", crop("coffee", 32, 64))
+    ids = torch.full((1, 32, 64), 7, dtype=torch.uint8)
+    write_image(root / "gtFine" / "train" / "aachen" / "aachen_000000_000019_gtFine_labelIds.png", ids)
+    write_image(root / "gtFine" / "train" / "aachen" / "aachen_000000_000019_gtFine_color.png", colourize(ids))
+    result = run_pan("data", "check", root)
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"layout: {root}: Cityscapes leftImg8bit/ photos (A) + gtFine/ *_labelIds (B) in splits train"
+    assert lines[1] == "train: 1 usable pairs; sizes 64x32"  # the _color file is not a second label
+    assert lines[2].startswith(f"problem: {root}/leftImg8bit/train/aachen/aachen_000001_000019_leftImg8bit.png: "
+                               "no partner in")
+    train = run_pan("train", "labels2street", "--data", root, "--steps", "1")
+    assert train.exit_code == 1
+    assert "expected a file named aachen/aachen_000001_000019_gtFine_labelIds.png" in train.stderr
