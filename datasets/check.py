@@ -12,9 +12,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pan_cli.datasets.images import ImageReadError, is_image_path
-from pan_cli.datasets.labels import read_input
-from pan_cli.datasets.layout import Layout, detect_layout, missing_partners, pair_files
+from pan_cli.datasets.images import ImageReadError
+from pan_cli.datasets.layout import Layout, Pair, detect_layout, find_pairs, missing_partners, pair_files
+from pan_cli.datasets.paired import crop_problem, load_pair
 from pan_cli.errors import PanError
 
 
@@ -43,56 +43,37 @@ class Report:
         return out
 
 
-def _decode(path: Path, problems: list[str]):
-    try:
-        return read_input(path)
-    except ImageReadError as exc:
-        problems.append(str(exc))
-        return None
-
-
 def _check_split(layout: Layout, split: str, report: Report, min_size: int) -> set[str]:
-    """Check one split; returns the pair names in it."""
+    """Check one split; returns the pair names in it. Each pair is read the way training reads
+    it (load_pair), so what fails here is what would fail there."""
     entry = SplitReport(split)
     report.splits.append(entry)
-    if layout.kind == "aligned":
-        folder = layout.split_dir(split) if split else layout.root
-        files = sorted(p for p in folder.iterdir() if p.is_file() and is_image_path(p))
-        for path in files:
-            image = _decode(path, report.problems)
-            if image is None:
-                continue
-            height, width = image.shape[1:]
-            if width % 2:
-                report.problems.append(f"{path}: width {width} is odd, so it cannot hold A|B side by side")
-                continue
-            _count(entry, report, path, width // 2, height, min_size)
-        return {p.stem for p in files}
     try:
-        a_files, b_files = pair_files(layout, split)
-    except PanError as exc:  # e.g. two files with one name
+        if layout.kind == "aligned":
+            pairs = find_pairs(layout, split)
+            names = {pair.name for pair in pairs}
+        else:
+            a_files, b_files = pair_files(layout, split)
+            for have, lack, _ in missing_partners(layout, split, a_files, b_files):
+                report.problems.append(f"{have}: no partner in {lack}/")
+            pairs = [Pair(a_files[n], b_files[n], n) for n in sorted(set(a_files) & set(b_files))]
+            names = set(a_files) | set(b_files)
+    except PanError as exc:  # an empty split, two files with one name
         report.problems.append(str(exc))
         return set()
-    for have, lack, _ in missing_partners(layout, split, a_files, b_files):
-        report.problems.append(f"{have}: no partner in {lack}/")
-    for name in sorted(set(a_files) & set(b_files)):
-        a, b = _decode(a_files[name], report.problems), _decode(b_files[name], report.problems)
-        if a is None or b is None:
+    for pair in pairs:
+        try:
+            a, _ = load_pair(pair, "AtoB")
+        except ImageReadError as exc:  # unreadable, sizes differ, odd-width side-by-side file
+            report.problems.append(str(exc))
             continue
-        if a.shape[1:] != b.shape[1:]:
-            report.problems.append(f"{a_files[name]} is {a.shape[2]}x{a.shape[1]} but its partner "
-                                   f"{b_files[name]} is {b.shape[2]}x{b.shape[1]}")
+        too_small = crop_problem(pair.a, a.shape[2], a.shape[1], min_size)
+        if too_small:
+            report.problems.append(too_small)
             continue
-        _count(entry, report, a_files[name], a.shape[2], a.shape[1], min_size)
-    return set(a_files) | set(b_files)
-
-
-def _count(entry: SplitReport, report: Report, path: Path, width: int, height: int, min_size: int) -> None:
-    if min(width, height) < min_size:
-        report.problems.append(f"{path} is {width}x{height}, smaller than the {min_size}x{min_size} training crop")
-        return
-    entry.pairs += 1
-    entry.sizes.add((width, height))
+        entry.pairs += 1
+        entry.sizes.add((a.shape[2], a.shape[1]))
+    return names
 
 
 def check_dataset(root: Path, min_size: int = 0) -> Report:

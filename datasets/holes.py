@@ -9,11 +9,12 @@ was there leaks in.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from pan_cli.datasets.images import to_float
+from pan_cli.datasets.images import read_image, to_float
 
 MEAN_FILL = (117, 104, 123)  # Context-Encoder's dataset mean colour (0-255)
 CONTEXT, PATCH, INNER = 128, 64, 56  # context window, predicted centre patch, blanked inner square
@@ -23,6 +24,11 @@ def fill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """uint8 CHW with the masked pixels set to the mean colour."""
     colour = torch.tensor(MEAN_FILL, dtype=torch.uint8).view(3, 1, 1).expand_as(image)
     return torch.where(mask, colour, image)
+
+
+def read_mask(path: Path, max_pixels: int | None = None) -> torch.Tensor:
+    """A mask file as a bool HxW tensor: True (to fill) where the grey value is over 127."""
+    return read_image(path, 1, max_pixels)[0] > 127
 
 
 def centre_mask(height: int, width: int, fraction: float = INNER / CONTEXT) -> torch.Tensor:

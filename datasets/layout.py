@@ -142,19 +142,20 @@ def missing_partners(layout: Layout, split: str, a_files: dict[str, Path], b_fil
             yield have, lack, f"{name}{ending}.png"
 
 
-def find_photos(root: Path, split: str = "train") -> list[Path]:
-    """Clean photos to synthesize inputs from: the target side (B/ or target/) of a paired
-    layout, or every image in the folder (or its train/ ... split)."""
+def find_photos(root: Path, split: str = "train", direction: str = "AtoB") -> list[Path]:
+    """Clean photos to synthesize inputs from: the target side of a paired layout (B/ for
+    AtoB), else every image below the folder (or below its `split`/ folder)."""
     try:
         layout = detect_layout(root)
     except PanError:
         if not Path(root).is_dir():
             raise
-        layout = Layout(Path(root), "aligned", ())  # photos only in subfolders
-    if layout.kind in ("folders", "cityscapes"):
-        photos = list_images(layout.pair_dirs(split)[1 if layout.kind == "folders" else 0])
+        layout = None  # images in subfolders only: no pair layout, just photos
+    if layout is not None and layout.kind != "aligned":
+        folder = layout.pair_dirs(split)[1 if direction == "AtoB" else 0]
     else:
-        photos = list_images(layout.split_dir(split))
+        folder = Path(root) / split if layout is not None and split in layout.splits else Path(root)
+    photos = list_images(folder)
     if not photos:
-        raise PanError(f"no photos in {layout.split_dir(split)}")
+        raise PanError(f"no photos in {folder}")
     return photos

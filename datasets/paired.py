@@ -7,6 +7,7 @@ whatever the number of DataLoader workers.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
@@ -52,14 +53,20 @@ def load_pair(pair: Pair, direction: str, channels: tuple[int, int] = (3, 3)) ->
     return (a, b) if direction == "AtoB" else (b, a)
 
 
-def require_crop(path, crop: int, halves: bool = False) -> None:
+def crop_problem(path: Path, width: int, height: int, crop: int) -> str | None:
+    """What is wrong with an image of this size for a crop x crop training crop, if anything."""
+    if min(height, width) < crop:
+        return f"{path} is {width}x{height}, smaller than the {crop}x{crop} training crop (use a smaller --image-size)"
+    return None
+
+
+def require_crop(path: Path, crop: int, halves: bool = False) -> None:
     """Raise if the image at `path` (each half of it, for side-by-side files) is smaller than
     the crop; reads the header only."""
     height, width = image_size(path)
-    width //= 2 if halves else 1
-    if min(height, width) < crop:
-        raise ImageReadError(f"{path} is {width}x{height}, smaller than the {crop}x{crop} "
-                             "training crop (use a smaller --image-size)")
+    problem = crop_problem(path, width // 2 if halves else width, height, crop)
+    if problem:
+        raise ImageReadError(problem)
 
 
 class PairedImages(Dataset):

@@ -98,6 +98,18 @@ def newest_valid(run_dir: Path, task: str, warn: Callable[[str], None]) -> dict[
     return None
 
 
+def default_checkpoint(task: str, warn: Callable[[str], None]) -> Path:
+    """runs/TASK/latest.pt; when there is none, the pretrained model that ships with pan for
+    TASK, if any (and `warn` says so)."""
+    own = Path("runs") / task / "latest.pt"
+    shipped = PRETRAINED.get(task)
+    if own.exists() or shipped is None or not shipped.exists():
+        return own
+    warn(f"no run of your own at {own}; using the pretrained {task} model that ships with pan "
+         f"({shipped.name}; see README: model card)")
+    return shipped
+
+
 def export_weights(source: Path, target: Path) -> dict[str, Any]:
     """Write only what inference needs from a training checkpoint: the config and T's weights
     (its EMA when the run kept one). About 1/60 of a PAN checkpoint: no D, no Adam moments.

@@ -12,7 +12,7 @@ import click
 import torch
 
 from pan_cli import __version__
-from pan_cli.checkpoint import PRETRAINED, export_weights
+from pan_cli.checkpoint import default_checkpoint, export_weights
 from pan_cli.compare import compare
 from pan_cli.config import OBJECTIVES
 from pan_cli.data_commands import data_group
@@ -188,7 +188,7 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
     group, process_device = setup()  # torchrun: join the data-parallel group
     console = stderr_console(quiet or not group.main)
     if config.synthesize:
-        pairs, val_pairs = find_photos(data, "train"), None
+        pairs, val_pairs = find_photos(data, "train", config.direction), None
         console.print(f"data: {len(pairs)} clean photos in {data}; inputs synthesized ({config.synthesize})",
                       highlight=False)
     else:
@@ -252,13 +252,7 @@ def infer_command(inputs, task, checkpoint, out_dir, mask, batch_size, device, f
     Each written path is printed on stdout; outputs keep the inputs' relative paths."""
     set_threads(threads)
     console = stderr_console(quiet)
-    if checkpoint is None:
-        checkpoint = Path("runs") / task / "latest.pt"
-        shipped = PRETRAINED.get(task)
-        if not checkpoint.exists() and shipped is not None and shipped.exists():
-            console.print(f"pan: no run of your own at {checkpoint}; using the pretrained {task} model "
-                          f"that ships with pan ({shipped.name}; see README: model card)", highlight=False)
-            checkpoint = shipped
+    checkpoint = checkpoint or default_checkpoint(task, lambda m: console.print(f"pan: {m}", highlight=False))
     predictor = Predictor.from_checkpoint(checkpoint, task, pick_device(device))
     if mask is not None and predictor.config.synthesize != "holes":
         raise PanError("--mask is for inpaint models")
@@ -318,8 +312,8 @@ def eval_command(pred, ref, mask, task, checkpoint, data, split, save, channel, 
     elif task and data:
         layout = detect_layout(data)
         pairs = find_pairs(layout, split or best_split(layout.splits))
-        predictor = Predictor.from_checkpoint(checkpoint or Path("runs") / task / "latest.pt", task,
-                                              pick_device(device))
+        checkpoint = checkpoint or default_checkpoint(task, lambda m: click.echo(f"pan: {m}", err=True))
+        predictor = Predictor.from_checkpoint(checkpoint, task, pick_device(device))
         rows = list(score_model(predictor, pairs, settings, save))
     else:
         raise click.UsageError("give --pred and --ref, or --task and --data")
@@ -342,7 +336,8 @@ def compare_command(task, data, out, objectives, seeds, steps, image_size, batch
     """Train pan, pix2pix and l1 on the same data and seeds; report both the equal-step and the
     equal-wall-clock view (report.md and grid.png under --out; the table on stdout)."""
     console = stderr_console(quiet)
-    image_size = image_size or (96 if task == "derain" else make_config(task).image_size)
+    task_config = make_config(task)
+    image_size = image_size or (96 if task == "derain" else task_config.image_size)
     names = [o.strip() for o in objectives.split(",") if o.strip()]
     if not names or names[0] != "pan" or any(o not in OBJECTIVES for o in names):
         raise click.BadParameter("a comma-separated list starting with pan, from " + ", ".join(OBJECTIVES),
@@ -359,7 +354,8 @@ def compare_command(task, data, out, objectives, seeds, steps, image_size, batch
         write_rain_pairs(data / "test", HELD_OUT_PHOTOS, 3, 10_000)
     layout = detect_layout(data)
     # inpaint trains on the clean photos (holes made on the fly) and is scored on the fixed holes
-    train_pairs = find_photos(data, "train") if make_config(task).synthesize else find_pairs(layout, "train")
+    train_pairs = (find_photos(data, "train", task_config.direction) if task_config.synthesize
+                   else find_pairs(layout, "train"))
     eval_split = best_split(layout.splits)
     if eval_split == "train":
         raise PanError(f"{data} has no test/ or val/ split to score on")

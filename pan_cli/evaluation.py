@@ -7,11 +7,12 @@ import io
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator, Sequence
 
 import torch
 
+from pan_cli.datasets.holes import read_mask
 from pan_cli.datasets.images import read_image, to_float, to_uint8, write_image
 from pan_cli.datasets.layout import Pair, images_by_name
 from pan_cli.datasets.paired import load_pair
@@ -57,7 +58,7 @@ def score_files(items: Iterable[tuple[str, Path, Path]], settings: Settings,
         if masks is not None:
             if name not in by_name:
                 raise PanError(f"no mask for {name} in {masks}")
-            mask = read_image(by_name[name], channels=1) > 127
+            mask = read_mask(by_name[name])[None]
             _check_size(mask, by_name[name], ref, ref_path)
             scores.update(hole_scores(ref, pred, mask))
         yield Row(name, scores)
@@ -70,12 +71,14 @@ def score_model(predictor: Predictor, pairs: Sequence[Pair], settings: Settings,
     them), else the centre hole, and is also scored inside the hole."""
     config = predictor.config
     holes = config.synthesize == "holes"
+    masks = _masks_beside(pairs) if holes else {}
     for pair in pairs:
         x, y = load_pair(pair, config.direction, (3, 3) if holes else (config.in_channels, config.out_channels))
         if holes:
-            mask_file = pair.a.parent.parent / "masks" / f"{pair.name}.png"
-            mask = read_image(mask_file, 1)[0] > 127 if mask_file.exists() else default_mask(x)
-            _check_size(mask[None], mask_file, x, pair.a)
+            if masks and pair.name not in masks:
+                raise PanError(f"no mask for {pair.a} in the masks/ folder beside it")
+            mask = read_mask(masks[pair.name]) if masks else default_mask(x)
+            _check_size(mask[None], masks.get(pair.name, pair.a), x, pair.a)
             output = inpaint(predictor, x, mask)
         else:
             output = to_uint8(predictor(to_float(x)[None])[0])
@@ -85,6 +88,14 @@ def score_model(predictor: Predictor, pairs: Sequence[Pair], settings: Settings,
         if holes:
             scores.update(hole_scores(y, output, mask[None]))
         yield Row(pair.name, scores)
+
+
+def _masks_beside(pairs: Sequence[Pair]) -> dict[str, Path]:
+    """The masks in the masks/ folder beside A/ (as `pan data make inpaint` writes them), by
+    pair name; {} when there is none."""
+    first = pairs[0]
+    folder = first.a.parents[len(PurePosixPath(first.name).parts)] / "masks"
+    return images_by_name(folder) if folder.is_dir() else {}
 
 
 def mean_row(rows: Sequence[Row]) -> Row:

@@ -7,7 +7,6 @@ however many inputs there are. The checkpoint alone decides the architecture.
 
 from __future__ import annotations
 
-import glob
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from pan_cli.checkpoint import load_checkpoint
 from pan_cli.config import RunConfig
-from pan_cli.datasets.images import is_image_path, list_images, read_image, to_float, to_uint8, write_image
+from pan_cli.datasets.holes import read_mask
+from pan_cli.datasets.images import is_image_path, list_images, to_float, to_uint8, write_image
 from pan_cli.datasets.labels import read_input
+from pan_cli.datasets.layout import images_by_name
 from pan_cli.errors import PanError
 from pan_cli.inpainting import default_mask, inpaint
 from pan_cli.networks import GENERATORS, build_generator, fold_batchnorm
@@ -62,11 +63,11 @@ class Predictor:
         """[-1, 1] NCHW in, [-1, 1] NCHW out at the input's own size: padded up to the network's
         multiple (reflection), then cropped back; never resized. A generator with no multiple
         (the context encoder) takes its own input size and returns its patch."""
+        x = batch.to(self.device).contiguous(memory_format=self.memory_format)
         if not self.multiple:
-            return self.net(batch.to(self.device).contiguous(memory_format=self.memory_format)).float().cpu()
+            return self.net(x).float().cpu()
         height, width = batch.shape[-2:]
         pad_h, pad_w = (-height) % self.multiple, (-width) % self.multiple
-        x = batch.to(self.device).contiguous(memory_format=self.memory_format)
         if pad_h or pad_w:
             mode = "reflect" if pad_h < height and pad_w < width else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
@@ -102,6 +103,7 @@ def collect_jobs(inputs: Sequence[str], out_dir: Path, fmt: str, stdin: Iterable
     if not sources:
         raise PanError("no inputs: give image files, folders, or - to read paths from stdin")
     jobs, seen = [], {}
+    find_mask = _mask_finder(masks)
     inputs_resolved = {source.resolve() for source, _ in sources}
     for source, relative in sources:
         output = out_dir / relative.with_suffix(f".{fmt}")
@@ -111,22 +113,29 @@ def collect_jobs(inputs: Sequence[str], out_dir: Path, fmt: str, stdin: Iterable
         if key in inputs_resolved:
             raise PanError(f"output {output} would overwrite an input; choose another -o folder")
         seen[key] = source
-        jobs.append(Job(source, output, _mask_for(masks, source, relative)))
+        jobs.append(Job(source, output, find_mask(source, relative)))
     return jobs
 
 
-def _mask_for(masks: Path | None, source: Path, relative: Path) -> Path | None:
-    if masks is None:
-        return None
-    if masks.is_file():
-        return masks
+def _mask_finder(masks: Path | None) -> Callable[[Path, Path], Path | None]:
+    """(source, relative output path) -> its mask file: `masks` itself when it is one file,
+    else the mask in the folder with the same relative name, or failing that the same stem.
+    The folder is listed once, however many inputs there are."""
+    if masks is None or masks.is_file():
+        return lambda source, relative: masks
     if not masks.is_dir():
         raise PanError(f"--mask {masks} does not exist")
-    for name in (relative.with_suffix("").as_posix(), source.stem):
-        found = [p for p in masks.glob(f"{glob.escape(name)}.*") if is_image_path(p)]
-        if found:
-            return found[0]
-    raise PanError(f"no mask for {source} in {masks}/ (expected {relative.with_suffix('')}.png or {source.stem}.png)")
+    by_name = images_by_name(masks)
+    by_stem = {Path(name).name: path for name, path in by_name.items()}
+
+    def find(source: Path, relative: Path) -> Path:
+        name = relative.with_suffix("").as_posix()
+        found = by_name.get(name) or by_stem.get(source.stem)
+        if found is None:
+            raise PanError(f"no mask for {source} in {masks}/ (expected {name}.png or {source.stem}.png)")
+        return found
+
+    return find
 
 
 class _Decode(Dataset):
@@ -149,7 +158,7 @@ class _Decode(Dataset):
                 return index, to_float(image)
             if job.mask is None:
                 return index, (image, default_mask(image))
-            mask = read_image(job.mask, 1, self.max_pixels)[0] > 127
+            mask = read_mask(job.mask, self.max_pixels)
         except PanError as exc:
             return index, str(exc)
         if mask.shape != image.shape[1:]:

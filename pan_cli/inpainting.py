@@ -53,16 +53,12 @@ def _fill_by_windows(predictor: Predictor, filled: torch.Tensor, mask: torch.Ten
         side = math.ceil(max(r1 - r0, c1 - c0, MIN_HOLE) * CONTEXT / INNER)
         boxes.append((region.label, (r0 + r1 - side) // 2, (c0 + c1 - side) // 2, side))
     regions = torch.from_numpy(regions)
-    pad = max(box[3] for box in boxes)
-    # Windows may reach past the border: replicate edge pixels (reflection needs pad < size).
-    padded = F.pad(filled[None].float(), (pad, pad, pad, pad), mode="replicate")[0].to(torch.uint8)
     out = filled.clone()
     for start in range(0, len(boxes), BATCH):
         chunk = boxes[start: start + BATCH]
         windows = []
         for _, top, left, side in chunk:
-            window = padded[:, top + pad: top + pad + side, left + pad: left + pad + side]
-            window = resize(window, [CONTEXT, CONTEXT], antialias=True)
+            window = resize(_window(filled, top, left, side), [CONTEXT, CONTEXT], antialias=True)
             windows.append(fill(window, centre_mask(CONTEXT, CONTEXT)))  # as in training
         patches = predictor(torch.stack([to_float(w) for w in windows]))
         for (region, top, left, side), patch in zip(chunk, patches):
@@ -76,3 +72,13 @@ def _fill_by_windows(predictor: Predictor, filled: torch.Tensor, mask: torch.Ten
                 target = out[:, y0:y1, x0:x1]
                 target[:, own] = patch[:, y0 - p_top: y1 - p_top, x0 - p_left: x1 - p_left][:, own]
     return out
+
+
+def _window(image: torch.Tensor, top: int, left: int, side: int) -> torch.Tensor:
+    """The side x side square of `image` at (top, left); where it reaches past the border, the
+    edge pixels are repeated (replicate padding of the part inside, not of the whole image)."""
+    height, width = image.shape[1:]
+    y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + side, height), min(left + side, width)
+    inside = image[None, :, y0:y1, x0:x1].float()
+    padding = (x0 - left, left + side - x1, y0 - top, top + side - y1)
+    return F.pad(inside, padding, mode="replicate")[0].to(torch.uint8)

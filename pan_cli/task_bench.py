@@ -26,6 +26,7 @@ import click
 import torch
 from torchvision.transforms.v2.functional import center_crop, resize
 
+from pan_cli.checkpoint import step_of
 from pan_cli.datasets.edges import sketch
 from pan_cli.datasets.holes import centre_mask, fill
 from pan_cli.datasets.images import read_image, write_grid, write_image
@@ -91,7 +92,7 @@ def run_task(task: str, root: Path, budget: float, seed: int, **settings) -> dic
     began = time.perf_counter()
     checkpoint = train(config, sources, options)
     seconds = time.perf_counter() - began
-    step = torch.load(checkpoint, map_location="cpu", weights_only=True)["step"]
+    step = step_of(checkpoint)
 
     for name, (x, y) in held.items():
         write_image(root / "held-out" / "A" / f"{name}.png", x)

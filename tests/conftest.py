@@ -59,16 +59,27 @@ def trained_checkpoint(tmp_path_factory) -> Path:
     return root / "run" / "latest.pt"
 
 
-@pytest.fixture(scope="session")
-def trained_inpaint_unet(tmp_path_factory) -> Path:
-    """A tiny fully convolutional inpainting run (mask as a fourth channel), trained once."""
-    root = tmp_path_factory.mktemp("inpaint-unet")
+def train_inpaint(root: Path, size: tuple[int, int], *args: str) -> Path:
+    """`pan train inpaint` for 2 steps on two clean photos (holes are made on the fly)."""
     for name in ("astronaut", "rocket"):
-        write_image(root / "photos" / f"{name}.png", crop(name, 70, 80))
+        write_image(root / "photos" / f"{name}.png", crop(name, *size))
     result = CliRunner().invoke(cli, [
-        "train", "inpaint", "--generator", "unet", "--data", str(root / "photos"), "--steps", "2",
-        "--image-size", "64", "--load-size", "0", "--batch-size", "2", "--run-dir", str(root / "run"),
-        "--sample-every", "0",
+        "train", "inpaint", "--data", str(root / "photos"), "--steps", "2", "--batch-size", "2",
+        "--run-dir", str(root / "run"), "--sample-every", "0", *args,
     ])
     assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == str(root / "run" / "step-2.pt")
     return root / "run" / "latest.pt"
+
+
+@pytest.fixture(scope="session")
+def trained_inpaint_unet(tmp_path_factory) -> Path:
+    """A tiny fully convolutional inpainting run (mask as a fourth channel, random holes)."""
+    return train_inpaint(tmp_path_factory.mktemp("inpaint-unet"), (70, 80), "--generator", "unet",
+                         "--image-size", "64", "--load-size", "0")
+
+
+@pytest.fixture(scope="session")
+def trained_context_encoder(tmp_path_factory) -> Path:
+    """The paper's inpainting setting (context encoder, 128 context, centre hole), trained once."""
+    return train_inpaint(tmp_path_factory.mktemp("inpaint-ce"), (140, 150))

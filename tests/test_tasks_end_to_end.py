@@ -6,11 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import torch
-from click.testing import CliRunner
 
-from pan_cli.cli import cli
 from pan_cli.datasets.edges import sketch
 from pan_cli.datasets.images import read_image, write_image
 from pan_cli.datasets.labels import colourize, pseudo_labels
@@ -75,18 +72,9 @@ def check_inpainted(written: list[Path], images, masks) -> None:
         assert not torch.equal(out[:, mask], image[:, mask])  # inside: filled
 
 
-@pytest.fixture(scope="module")
-def context_encoder(tmp_path_factory) -> Path:
-    """The paper's inpainting setting, trained from clean photos (holes made on the fly)."""
-    root = tmp_path_factory.mktemp("inpaint")
-    write_photos(root / "photos", {"astronaut": (140, 150), "rocket": (130, 160)})
-    run = lambda *args: CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)  # noqa: E731
-    return train(run, root, "inpaint", "--data", root / "photos")
-
-
-def test_inpaint_context_encoder_from_photos_fills_masked_holes_of_any_size(context_encoder, tmp_path, run_pan):
-    checkpoint = context_encoder
-    images = write_photos(tmp_path / "in", {"coffee": (97, 203), "chelsea": (300, 180)})
+def fill_masked_holes(run_pan, checkpoint: Path, tmp_path: Path, sizes: dict[str, tuple[int, int]]) -> None:
+    """Photos of these sizes, masks with holes anywhere, `pan infer --mask`, then the checks."""
+    images = write_photos(tmp_path / "in", sizes)
     masks = masks_for(images)
     for name, mask in masks.items():
         write_image(tmp_path / "masks" / f"{name}.png", mask[None].to(torch.uint8) * 255)
@@ -94,24 +82,22 @@ def test_inpaint_context_encoder_from_photos_fills_masked_holes_of_any_size(cont
     check_inpainted(written, images, masks)
 
 
-def test_inpaint_without_mask_fills_the_papers_centre_hole(context_encoder, tmp_path, run_pan):
+def test_inpaint_context_encoder_from_photos_fills_masked_holes_of_any_size(trained_context_encoder, tmp_path,
+                                                                             run_pan):
+    fill_masked_holes(run_pan, trained_context_encoder, tmp_path, {"coffee": (97, 203), "chelsea": (300, 180)})
+
+
+def test_inpaint_without_mask_fills_the_papers_centre_hole(trained_context_encoder, tmp_path, run_pan):
     images = write_photos(tmp_path / "in", {"coffee": (128, 128)})
-    written = infer(run_pan, context_encoder, "inpaint", tmp_path / "in", tmp_path / "out")
+    written = infer(run_pan, trained_context_encoder, "inpaint", tmp_path / "in", tmp_path / "out")
     centre = torch.zeros(128, 128, dtype=torch.bool)
     centre[36:92, 36:92] = True  # the inner 56x56, rows and columns 36-91
     check_inpainted(written, images, {"coffee": centre})
 
 
-def test_inpaint_unet_with_mask_channel_trains_on_random_holes_and_fills_masks(tmp_path, run_pan):
-    write_photos(tmp_path / "photos", {"astronaut": (90, 100), "rocket": (70, 80)})
-    checkpoint = train(run_pan, tmp_path, "inpaint", "--data", tmp_path / "photos", "--generator", "unet",
-                       "--image-size", "64", "--load-size", "0")
-    images = write_photos(tmp_path / "in", {"coffee": (97, 150), "chelsea": (64, 70)})
-    masks = masks_for(images)
-    for name, mask in masks.items():
-        write_image(tmp_path / "masks" / f"{name}.png", mask[None].to(torch.uint8) * 255)
-    written = infer(run_pan, checkpoint, "inpaint", tmp_path / "in", tmp_path / "out", "--mask", tmp_path / "masks")
-    check_inpainted(written, images, masks)
+def test_inpaint_unet_with_mask_channel_trains_on_random_holes_and_fills_masks(trained_inpaint_unet, tmp_path,
+                                                                               run_pan):
+    fill_masked_holes(run_pan, trained_inpaint_unet, tmp_path, {"coffee": (97, 150), "chelsea": (64, 70)})
 
 
 def test_labels2street_from_cityscapes_label_ids_and_from_pix2pix_side_by_side_files(tmp_path, run_pan):
@@ -159,12 +145,13 @@ def test_sketch2photo_from_edges2shoes_style_files(tmp_path, run_pan):
     assert read_image(written).shape == (3, 100, 150)
 
 
-def test_eval_scores_an_inpainting_model_inside_the_holes_data_make_wrote(context_encoder, tmp_path, run_pan):
+def test_eval_scores_an_inpainting_model_inside_the_holes_data_make_wrote(trained_context_encoder, tmp_path,
+                                                                          run_pan):
     write_photos(tmp_path / "photos", {"coffee": (150, 160), "chelsea": (140, 170)})
     made = run_pan("data", "make", "inpaint", "--from", tmp_path / "photos", "-o", tmp_path / "d", "-q",
                    "--holes", "random")
     assert made.exit_code == 0, made.stderr
-    result = run_pan("eval", "--task", "inpaint", "--data", tmp_path / "d", "--checkpoint", context_encoder,
+    result = run_pan("eval", "--task", "inpaint", "--data", tmp_path / "d", "--checkpoint", trained_context_encoder,
                      "--json", "--save", tmp_path / "filled")
     assert result.exit_code == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
