@@ -32,3 +32,15 @@ def test_infer_with_no_run_uses_the_shipped_model_says_so_and_beats_the_rainy_in
         rainy, derained = read_image(tmp_path / "in" / f"{name}.png"), read_image(tmp_path / "out" / f"{name}.png")
         assert derained.shape == image.shape
         assert psnr(image, derained) > psnr(image, rainy) + 1.0  # dB
+
+
+def test_eval_with_no_run_scores_the_shipped_model(tmp_path, run_pan, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rain, generator = RainModel(), torch.Generator().manual_seed(7)
+    clean = builtin_photo("coffee")[:, 100:164, 100:196]
+    write_image(tmp_path / "d" / "A" / "coffee.png", rain(clean, generator))
+    write_image(tmp_path / "d" / "B" / "coffee.png", clean)
+    result = run_pan("eval", "--task", "derain", "--data", "d", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "using the pretrained derain model that ships with pan" in result.stderr
+    assert result.stdout.count("psnr") == 2  # the image and the mean: stdout holds the scores only
