@@ -9,7 +9,7 @@ else
 TORCH := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: install test demo lint bench weights clean
+.PHONY: install test demo lint bench weights weights-derain weights-inpaint clean
 
 install: $(VENV)/.installed
 
@@ -33,23 +33,60 @@ bench: install
 	$(BIN)/python -m pan_cli.bench
 	$(BIN)/python -m pan_cli.task_bench
 
-# The pretrained derain model that ships in the package, trained by `pan train` itself on the
-# built-in photos with rain synthesized on the fly, then scored on the two held-out photos.
-# THREADS=N pins torch's CPU threads (the shipped file was made with THREADS=1).
+# The pretrained models that ship in the package, trained by `pan train` itself:
+#   make weights PHOTOS=DIR [RAIN_VAL=PAIRS] [THREADS=1]
+# PHOTOS is a folder of clean photos (the shipped models used the 351 photos listed in the
+# README's model cards); files whose names start with HOLD_OUT are never trained on and score
+# the models instead. RAIN_VAL (optional) is a folder of real rainy/clean pairs (input/ +
+# target/) that picks the derain checkpoint by Y PSNR and scores it: validation only.
 W := build/weights
 PAN := $(BIN)/pan
-THREADS ?=
-weights: install
-	rm -rf $(W)
-	$(PAN) data photos -o $(W)/photos > /dev/null
-	$(PAN) train derain --synthesize --data $(W)/photos --image-size 96 --steps 2000 --seed 0 \
-		--run-dir $(W)/run --checkpoint-every 250 --keep 0 $(if $(THREADS),--threads $(THREADS))
-	$(PAN) export $(W)/run/latest.pt -o pan_cli/weights/derain.pt
-	$(PAN) data photos --held-out -o $(W)/held-out-photos > /dev/null
-	$(PAN) data make derain --from $(W)/held-out-photos --draws 3 --seed 10000 -o $(W)/held-out > /dev/null
-	$(PAN) infer --task derain --checkpoint pan_cli/weights/derain.pt $(W)/held-out/A -o $(W)/derained > /dev/null
-	@echo "rainy input:"; $(PAN) eval --pred $(W)/held-out/A --ref $(W)/held-out/B
-	@echo "de-rained by pan_cli/weights/derain.pt:"; $(PAN) eval --pred $(W)/derained --ref $(W)/held-out/B
+THREADS ?= 1
+HOLD_OUT ?= kodak24_
+DERAIN_STEPS ?= 3000
+INPAINT_STEPS ?= 5000
+TIME_LIMIT ?= 6000
+RUN := --threads $(THREADS) --time-limit $(TIME_LIMIT) --checkpoint-every 250 --keep 2 --sample-every 500 -q
+
+weights: weights-derain weights-inpaint
+
+$(W)/photos: $(VENV)/.installed
+	@test -n "$(PHOTOS)" || { echo "give PHOTOS=DIR: a folder of clean photos" >&2; exit 2; }
+	rm -rf $(W)/photos $(W)/held-out && mkdir -p $(W)/photos $(W)/held-out
+	for f in $(abspath $(PHOTOS))/*; do case "$$(basename $$f)" in \
+		$(HOLD_OUT)*) ln -s "$$f" $(W)/held-out/ ;; *.md|*.txt) ;; *) ln -s "$$f" $(W)/photos/ ;; esac; done
+	@echo "training photos: $$(ls $(W)/photos | wc -l); held out: $$(ls $(W)/held-out | wc -l)"
+
+# derain: the paper's ID-CGAN-style T, PAN objective with a half-width D, mixed rain (light, heavy, photoshop)
+weights-derain: $(W)/photos
+	rm -rf $(W)/derain $(W)/rain-val
+	# validation while training: every 5th pair of RAIN_VAL (scoring all of them each time costs too much)
+	$(if $(RAIN_VAL),mkdir -p $(W)/rain-val/input $(W)/rain-val/target && \
+		ls $(abspath $(RAIN_VAL))/input | awk 'NR % 5 == 1' | while read f; do \
+		ln -s $(abspath $(RAIN_VAL))/input/$$f $(W)/rain-val/input/ && ln -s $(abspath $(RAIN_VAL))/target/$$f $(W)/rain-val/target/; done)
+	$(PAN) train derain --synthesize --data $(W)/photos --rain mixed --generator idcgan --image-size 96 \
+		--d-width 0.5 --steps $(DERAIN_STEPS) --seed 0 --run-dir $(W)/derain $(RUN) \
+		$(if $(RAIN_VAL),--val $(W)/rain-val --val-every 500)
+	$(PAN) export $(W)/derain/$(if $(RAIN_VAL),best.pt,latest.pt) -o pan_cli/weights/derain.pt
+	rm -rf $(W)/held-out-rain
+	$(PAN) data make derain --from $(W)/held-out --rain mixed --seed 10000 -o $(W)/held-out-rain -q > /dev/null
+	@echo "held-out photos, mixed rain (RGB):"
+	$(PAN) eval --task derain --checkpoint pan_cli/weights/derain.pt --data $(W)/held-out-rain | tail -1
+	$(if $(RAIN_VAL),@echo "$(RAIN_VAL) (Y, as papers score):")
+	$(if $(RAIN_VAL),$(PAN) eval --task derain --checkpoint pan_cli/weights/derain.pt --data $(RAIN_VAL) --channel y | tail -1)
+
+# inpaint: slim mask-channel U-Net, PAN objective with a half-width D, holes of every kind,
+# crops of random zoom; scored on the held-out photos (256x256) with half-side centre holes
+# and free-form strokes, beside the mean-colour and biharmonic fills
+weights-inpaint: $(W)/photos
+	rm -rf $(W)/inpaint $(W)/inpaint-val-half $(W)/inpaint-val-strokes
+	$(PAN) data make inpaint --from $(W)/held-out --size 256 --holes half --seed 1 -o $(W)/inpaint-val-half -q > /dev/null
+	$(PAN) data make inpaint --from $(W)/held-out --size 256 --holes strokes --seed 1 -o $(W)/inpaint-val-strokes -q > /dev/null
+	$(PAN) train inpaint --data $(W)/photos --generator unet-slim --zoom --lambda-pix 100 --d-width 0.5 \
+		--steps $(INPAINT_STEPS) --seed 0 --run-dir $(W)/inpaint --val $(W)/inpaint-val-half --val-every 1000 $(RUN)
+	$(PAN) export $(W)/inpaint/best.pt -o pan_cli/weights/inpaint.pt
+	$(PAN) eval --task inpaint --checkpoint pan_cli/weights/inpaint.pt --data $(W)/inpaint-val-half | tail -3
+	$(PAN) eval --task inpaint --checkpoint pan_cli/weights/inpaint.pt --data $(W)/inpaint-val-strokes | tail -3
 
 clean:
 	rm -rf $(VENV) runs build demo-output bench-output *.egg-info

@@ -41,16 +41,26 @@ def centre_mask(height: int, width: int, fraction: float = INNER / CONTEXT) -> t
     return mask
 
 
-def random_mask(height: int, width: int, generator: torch.Generator, coverage: tuple[float, float] = (0.05, 0.35),
-                ) -> torch.Tensor:
-    """Random rectangles and brush strokes until about `coverage` of the image is covered:
-    the large and irregular holes a fully convolutional T trains on."""
+COVERAGE = (0.05, 0.5)  # the share of a training crop that a drawn hole covers
+HOLE_KINDS = ("centre", "rectangles", "strokes", "blob")  # drawn with equal chance
+
+
+def random_mask(height: int, width: int, generator: torch.Generator, coverage: tuple[float, float] = COVERAGE,
+                kinds: tuple[str, ...] = HOLE_KINDS) -> torch.Tensor:
+    """A hole the way users make them, covering about `coverage` of the image: the paper's
+    centre square, random rectangles, free-form brush strokes, or an object-sized blob (one
+    of `kinds`, drawn with equal chance)."""
     target = coverage[0] + (coverage[1] - coverage[0]) * torch.rand((), generator=generator).item()
+    kind = kinds[int(torch.randint(0, len(kinds), (), generator=generator))]
+    if kind == "centre":
+        return centre_mask(height, width, min(1.0, math.sqrt(target * height * width) / min(height, width)))
+    if kind == "blob":
+        return _blob(height, width, target, generator)
     mask = torch.zeros(height, width, dtype=torch.bool)
     for _ in range(40):
         if mask.float().mean() >= target:
             break
-        if torch.rand((), generator=generator) < 0.5:  # a rectangle of 1/8 to 1/2 of each side
+        if kind == "rectangles":  # a rectangle of 1/8 to 1/2 of each side
             h = int(height * (0.125 + 0.375 * torch.rand((), generator=generator)))
             w = int(width * (0.125 + 0.375 * torch.rand((), generator=generator)))
             top = int(torch.randint(0, height - h + 1, (), generator=generator))
@@ -59,6 +69,36 @@ def random_mask(height: int, width: int, generator: torch.Generator, coverage: t
         else:
             mask |= _stroke(height, width, generator)
     return mask
+
+
+MAKE_HOLES = ("centre", "half", "random", *HOLE_KINDS[1:])  # `pan data make inpaint --holes`
+
+
+def make_hole(kind: str, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    """A hole for `pan data make`: "centre" is the paper's (56/128 of the shorter side), "half"
+    a centre square of half the shorter side (Context Encoders' test setting), "random" any
+    kind, or one kind of drawn hole."""
+    if kind == "centre":
+        return centre_mask(height, width)
+    if kind == "half":
+        return centre_mask(height, width, 0.5)
+    return random_mask(height, width, generator, kinds=HOLE_KINDS if kind == "random" else (kind,))
+
+
+def _blob(height: int, width: int, area: float, generator: torch.Generator) -> torch.Tensor:
+    """An object-sized blob of about `area` of the image: a disc whose radius wobbles with
+    the angle (a few random harmonics), placed at random but inside the image."""
+    radius = math.sqrt(area * height * width / math.pi)
+    cy = radius + torch.rand((), generator=generator).item() * max(0.0, height - 2 * radius)
+    cx = radius + torch.rand((), generator=generator).item() * max(0.0, width - 2 * radius)
+    ys, xs = torch.meshgrid(torch.arange(height) - cy, torch.arange(width) - cx, indexing="ij")
+    angle, distance = torch.atan2(ys, xs), torch.hypot(ys, xs)
+    edge = torch.ones_like(angle)
+    for k in range(2, 6):
+        amplitude = 0.25 / k * torch.rand((), generator=generator).item()
+        phase = 2 * math.pi * torch.rand((), generator=generator).item()
+        edge = edge + amplitude * torch.sin(k * angle + phase)
+    return distance <= radius * edge
 
 
 def _stroke(height: int, width: int, generator: torch.Generator) -> torch.Tensor:

@@ -17,11 +17,11 @@ import torch
 from torchvision.transforms.v2.functional import center_crop, resize
 
 from pan_cli.datasets.edges import sketch
-from pan_cli.datasets.holes import centre_mask, fill, random_mask
+from pan_cli.datasets.holes import fill, make_hole
 from pan_cli.datasets.images import list_images, read_image, write_image
 from pan_cli.datasets.layout import SPLITS
 from pan_cli.datasets.photos import HELD_OUT_PHOTOS, MORE_PHOTOS, TRAIN_PHOTOS, builtin_photo
-from pan_cli.datasets.rain import RainModel
+from pan_cli.datasets.rain import Rain, RainModel
 from pan_cli.errors import PanError
 
 BUILTIN = "builtin"  # --from builtin: the photos in scikit-image's wheel
@@ -97,7 +97,7 @@ def _generator(seed: int, name: str, draw: int) -> torch.Generator:
 
 
 def make_dataset(task: str, sources: Sequence[Source], out: Path, fractions: Sequence[float] = (1.0,),
-                 seed: int = 0, size: int = 0, draws: int = 1, rain: RainModel | None = None,
+                 seed: int = 0, size: int = 0, draws: int = 1, rain: Rain | None = None,
                  holes: str = "centre", on_written: Callable[[Path], None] = lambda path: None) -> Made:
     """Write A/ (input) + B/ (target) (under train/ val/ test/ when `fractions` has more than one
     part); inpaint also writes masks/ (white = hole). Refuses an `out` that holds files."""
@@ -121,8 +121,7 @@ def make_dataset(task: str, sources: Sequence[Source], out: Path, fractions: Seq
                 if task == "derain":
                     made_input = rain(clean, generator)
                 elif task == "inpaint":
-                    mask = (centre_mask(*clean.shape[1:]) if holes == "centre"
-                            else random_mask(*clean.shape[1:], generator))
+                    mask = make_hole(holes, *clean.shape[1:], generator)
                     made_input = fill(clean, mask)
                     write_image(folder / "masks" / f"{stem}.png", mask[None].to(torch.uint8) * 255)
                 else:

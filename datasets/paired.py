@@ -21,14 +21,21 @@ from pan_cli.datasets.labels import read_input
 from pan_cli.datasets.layout import Pair
 from pan_cli.errors import PanError
 
+ZOOM = (0.15, 1.0)  # --zoom: crops of 15% to all of a photo's area, resized to the crop size
 
-def paired_transform(crop: int, load_size: int = 0, flip: bool = True) -> v2.Compose:
+
+def paired_transform(crop: int, load_size: int = 0, flip: bool = True, zoom: bool = False) -> v2.Compose:
     """Resize (shorter side to load_size), then one random crop and flip shared by both images:
-    torchvision v2 draws one set of parameters per call for every tv_tensors.Image in it."""
+    torchvision v2 draws one set of parameters per call for every tv_tensors.Image in it.
+    With `zoom`, the crop has a random size and place and is resized to `crop`
+    (RandomResizedCrop), so T sees whole scenes and close-ups alike."""
     steps: list[v2.Transform] = []
-    if load_size:
+    if zoom:
+        steps.append(v2.RandomResizedCrop(crop, scale=ZOOM, antialias=True))
+    elif load_size:
         steps.append(v2.Resize(load_size, antialias=True))
-    steps.append(v2.RandomCrop(crop))
+    if not zoom:
+        steps.append(v2.RandomCrop(crop))
     if flip:
         steps.append(v2.RandomHorizontalFlip())
     return v2.Compose(steps)
@@ -79,7 +86,7 @@ class PairedImages(Dataset):
         self.direction = config.direction
         self.channels = (config.in_channels, config.out_channels)
         self.crop, self.load_size = config.image_size, config.load_size
-        self.transform = paired_transform(config.image_size, config.load_size, config.flip)
+        self.transform = paired_transform(config.image_size, config.load_size, config.flip, config.zoom)
         # A label map is a tv_tensors.Mask: v2.Resize then picks nearest-neighbour for it, so a
         # resized map holds only colours (classes) that were in it.
         self.input_kind = tv_tensors.Mask if config.label_input else tv_tensors.Image

@@ -19,19 +19,21 @@ from pan_cli.config import RunConfig
 from pan_cli.datasets.holes import context_encoder_pair, random_mask, with_mask_channel
 from pan_cli.datasets.images import read_image, to_float
 from pan_cli.datasets.paired import PairedImages, paired_transform, require_crop
-from pan_cli.datasets.rain import RainModel
+from pan_cli.datasets.rain import Rain, RainModel, rain_preset
 from pan_cli.errors import PanError
 from pan_cli.networks import GENERATORS
 
 Synthesizer = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
-def rain_model(config: RunConfig) -> RainModel:
-    return RainModel(density=config.rain_density, length=config.rain_length, angle=config.rain_angle,
-                     intensity=config.rain_intensity)
+def rain_model(config: RunConfig) -> Rain:
+    """The rain of config.rain; the --rain-* ranges shape its light streaks."""
+    light = RainModel(density=config.rain_density, length=config.rain_length, angle=config.rain_angle,
+                      intensity=config.rain_intensity)
+    return rain_preset(config.rain, light)
 
 
-def _rainy(rain: RainModel, clean: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _rainy(rain: Rain, clean: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     return to_float(rain(clean, generator)), to_float(clean)
 
 
@@ -62,14 +64,15 @@ class SynthesizedPairs(Dataset):
             raise PanError("no photos to synthesize training pairs from")
         self.photos = list(photos)
         self.crop, self.load_size = config.image_size, config.load_size
-        self.transform = paired_transform(config.image_size, config.load_size, config.flip)
+        self.zoom = config.zoom
+        self.transform = paired_transform(config.image_size, config.load_size, config.flip, config.zoom)
         self.make = synthesizer(config)
 
     def __len__(self) -> int:
         return len(self.photos)
 
     def check_sizes(self) -> None:
-        if self.load_size < self.crop:
+        if self.load_size < self.crop and not self.zoom:
             for photo in self.photos:
                 require_crop(photo, self.crop)
 

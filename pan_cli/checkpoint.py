@@ -23,7 +23,7 @@ from pan_cli.errors import PanError
 FORMAT = 1
 REQUIRED = ("format", "config", "step", "T")
 # Inference weights that ship inside the package (`make weights` rebuilds them).
-PRETRAINED = {"derain": Path(__file__).parent / "weights" / "derain.pt"}
+PRETRAINED = {task: Path(__file__).parent / "weights" / f"{task}.pt" for task in ("derain", "inpaint")}
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

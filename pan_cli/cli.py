@@ -25,11 +25,11 @@ from pan_cli.evaluation import best_split, matching_files, render, score_files, 
 from pan_cli.inference import Predictor, collect_jobs, run_inference
 from pan_cli.metrics import Settings
 from pan_cli.networks import GENERATORS, build_discriminator, build_generator, count_parameters
-from pan_cli.options import rain_options
+from pan_cli.options import rain_options, settle_rain
 from pan_cli.progress import progress_bar, stderr_console
 from pan_cli.report import write_report
 from pan_cli.tasks import TASKS, make_config
-from pan_cli.training import EXIT_INTERRUPTED, Interrupted, TrainOptions, pick_device, train
+from pan_cli.training import EXIT_INTERRUPTED, Interrupted, TrainOptions, pick_device, resolve_precision, train
 
 EXIT_PARTIAL = 3  # some inputs failed, the rest were written
 
@@ -135,9 +135,14 @@ def tasks_command(verbose: bool) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1))
 @click.option("--image-size", type=click.IntRange(min=8), help="Training crop size.")
 @click.option("--load-size", type=click.IntRange(min=0), help="Resize the shorter side first (0: no).")
+@click.option("--zoom/--no-zoom", default=None,
+              help="Crops of random size (15-100%% of a photo's area) resized to --image-size: whole scenes "
+                   "and close-ups alike.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True))
 @click.option("--lambdas", callback=_lambdas, help="Perceptual weights for D layers 1,4,6,8.")
 @click.option("--margin", type=click.FloatRange(min=0), help="Margin m of D's hinge.")
+@click.option("--d-width", type=click.FloatRange(0, 4, min_open=True),
+              help="D's channel multiplier (1: the paper's D; 0.5: a quarter of its cost).")
 @click.option("--lambda-pix", type=click.FloatRange(min=0), help="Pixel L1 weight.")
 @click.option("--objective", type=click.Choice(OBJECTIVES))
 @click.option("--gan-form", type=click.Choice(["saturating", "non-saturating"]))
@@ -153,8 +158,9 @@ def tasks_command(verbose: bool) -> None:
               help="Continue the run in --run-dir: from latest.pt, or (auto) from the newest checkpoint "
                    "that loads, starting fresh if there is none.")
 @click.option("--detect-anomaly", is_flag=True, help="Debug: find the operation that made a NaN/inf.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
-              help="Autocast precision (fp16: CUDA only, with loss scaling).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Autocast precision. auto: bf16 where it is faster (CUDA with bf16, CPUs with AMX), "
+                   "else fp32. fp16: CUDA only, with loss scaling.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's choice).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile T and D (slow start, faster steps).")
 @click.option("--tensorboard", is_flag=True, help="Also log to RUN_DIR/tensorboard (pip install 'pan[tensorboard]').")
@@ -164,7 +170,10 @@ def tasks_command(verbose: bool) -> None:
 @click.option("--sample-every", type=click.IntRange(min=0), default=200, show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--val-every", type=click.IntRange(min=1), default=500, show_default=True,
-              help="With a val/ split: score it and keep best.pt.")
+              help="With validation pairs: score them and keep best.pt.")
+@click.option("--val", "val_data", type=click.Path(path_type=Path),
+              help="Pairs to validate on (real rainy/clean pairs, say, while training on synthesized ones). "
+                   "Default: the val/ split of --data.")
 @click.option("--keep", type=click.IntRange(min=0), default=3, show_default=True,
               help="step-N.pt files to keep (0: all).")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
@@ -172,7 +181,7 @@ def tasks_command(verbose: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 def train_command(task: str, data: Path | None, synthesize: bool, steps: int | None, epochs: float | None,
                   paper: bool, device: str, run_dir: Path | None, resume: str | None, quiet: bool,
-                  **settings) -> None:
+                  val_data: Path | None, **settings) -> None:
     """Train TASK on the pairs in --data; prints the final checkpoint's path on stdout."""
     runtime = {k: settings.pop(k) for k in ("log_every", "sample_every", "checkpoint_every", "val_every", "keep",
                                             "workers", "detect_anomaly", "time_limit", "tensorboard", "precision")}
@@ -184,6 +193,7 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
         raise PanError(f"{task} has no input synthesizer; `pan data make` builds pairs for it")
     if synthesize:
         settings["synthesize"] = TASKS[task].synthesizer
+    settle_rain(settings)
     config = make_config(task, paper=paper, **settings)  # the rest are RunConfig settings; None = default
     group, process_device = setup()  # torchrun: join the data-parallel group
     console = stderr_console(quiet or not group.main)
@@ -195,15 +205,24 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
         layout = detect_layout(data)
         pairs = find_pairs(layout, "train")
         val_pairs = find_pairs(layout, "val") if "val" in layout.splits else None
-        found = f"; {len(val_pairs)} validation pairs (best.pt by PSNR)" if val_pairs else ""
-        console.print(f"data: {layout.describe()}; {len(pairs)} training pairs{found}", highlight=False)
+        console.print(f"data: {layout.describe()}; {len(pairs)} training pairs", highlight=False)
+    if val_data is not None:
+        val_layout = detect_layout(val_data)
+        val_pairs = find_pairs(val_layout, best_split(val_layout.splits))
+    val_settings = Settings(channel=TASKS[task].val_channel)
+    if val_pairs:
+        console.print(f"validation: {len(val_pairs)} pairs, {val_settings.channel.upper()} PSNR picks best.pt",
+                      highlight=False)
     if epochs is not None:
         if steps is not None:
             raise click.UsageError("give --steps or --epochs, not both")
         batches_per_step = 1 if config.objective == "l1" else 2
         steps = max(1, math.ceil(epochs * len(pairs) / (config.batch_size * batches_per_step)))
-    options = TrainOptions(run_dir=run_dir or Path("runs") / task, device=pick_device(process_device or device),
-                           group=group, **runtime)
+    train_device = pick_device(process_device or device)
+    runtime["precision"], why = resolve_precision(runtime["precision"], train_device)
+    console.print(f"device: {train_device.type}, {runtime['precision']} ({why})", highlight=False)
+    options = TrainOptions(run_dir=run_dir or Path("runs") / task, device=train_device,
+                           group=group, val_settings=val_settings, **runtime)
     if group.world > 1:
         console.print(f"data-parallel: {group.world} processes x batch {config.batch_size} = effective batch "
                       f"{group.world * config.batch_size}", highlight=False)
@@ -293,11 +312,13 @@ def infer_command(inputs, task, checkpoint, out_dir, mask, batch_size, device, f
 @click.option("--channel", type=click.Choice(["rgb", "y"]), default="rgb", show_default=True,
               help="Score RGB or BT.601 luma (as de-raining papers report).")
 @click.option("--crop-border", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--no-baselines", is_flag=True,
+              help="inpaint: skip the classical fills (mean colour, biharmonic) scored beside the model.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image, then the mean.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
-def eval_command(pred, ref, mask, task, checkpoint, data, split, save, channel, crop_border, as_json, as_csv,
-                 device) -> None:
+def eval_command(pred, ref, mask, task, checkpoint, data, split, save, channel, crop_border, no_baselines, as_json,
+                 as_csv, device) -> None:
     """PSNR, SSIM, UQI and VIF per image and their mean, on 8-bit images.
 
     Either score existing images (--pred DIR --ref DIR) or a model on a dataset
@@ -314,7 +335,7 @@ def eval_command(pred, ref, mask, task, checkpoint, data, split, save, channel, 
         pairs = find_pairs(layout, split or best_split(layout.splits))
         checkpoint = checkpoint or default_checkpoint(task, lambda m: click.echo(f"pan: {m}", err=True))
         predictor = Predictor.from_checkpoint(checkpoint, task, pick_device(device))
-        rows = list(score_model(predictor, pairs, settings, save))
+        rows = list(score_model(predictor, pairs, settings, save, baselines=not no_baselines))
     else:
         raise click.UsageError("give --pred and --ref, or --task and --data")
     click.echo(render(rows, settings, "json" if as_json else "csv" if as_csv else "table"), nl=False)

@@ -12,6 +12,8 @@ from typing import Any
 
 from pan_cli.errors import PanError
 
+RAIN_PRESETS = ("mixed", "light", "heavy", "photoshop")  # datasets/rain.py's PRESETS
+
 OBJECTIVES = ("pan", "pix2pix", "l1")
 GAN_FORMS = ("saturating", "non-saturating")
 SYNTHESIZERS = ("", "rain", "holes")
@@ -40,9 +42,11 @@ class RunConfig:
     batch_size: int = 4
     steps: int = 1000  # T updates; each step is one D batch then one T batch
     flip: bool = True
+    zoom: bool = False  # crops of random size and place resized to image_size (RandomResizedCrop)
     ema: float = 0.0  # decay of the moving average of T's weights used for inference
     init: str = "dcgan"  # "dcgan": N(0, 0.02); "authors": the authors' Theano init
     d_first_activation: str = "lrelu"  # "tanh" in the authors' code
+    d_width: float = 1.0  # D's channel multiplier: 0.5 is a quarter of the cost (CPU training)
     seed: int = 0
     # Inputs made on the fly from clean photos: "" (paired data), "rain" or "holes" (inpainting).
     synthesize: str = ""
@@ -52,6 +56,9 @@ class RunConfig:
     rain_length: tuple[float, float] = (6.0, 40.0)
     rain_angle: tuple[float, float] = (-35.0, 35.0)
     rain_intensity: tuple[float, float] = (0.12, 0.7)
+    # The rain model (datasets/rain.py): "light" (the streaks the ranges above shape), "heavy"
+    # (Yang et al.), "photoshop" (Fu et al.) or "mixed" (each draw picks one).
+    rain: str = "mixed"
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -65,10 +72,14 @@ class RunConfig:
         for name in ("image_size", "batch_size", "steps"):
             if getattr(self, name) < 1:
                 raise PanError(f"{name.replace('_', '-')} must be at least 1")
+        if not 0.0 < self.d_width <= 4.0:
+            raise PanError("--d-width must be in (0, 4]")
         if not 0.0 <= self.ema < 1.0:
             raise PanError("--ema must be in [0, 1)")
         if self.synthesize not in SYNTHESIZERS:
             raise PanError(f"unknown synthesizer {self.synthesize!r}; choose one of {SYNTHESIZERS}")
+        if self.rain not in RAIN_PRESETS:
+            raise PanError(f"unknown rain preset {self.rain!r}; choose one of {', '.join(RAIN_PRESETS)}")
         for name in RANGES:
             low, high = getattr(self, name)
             if low > high:
@@ -88,6 +99,8 @@ class RunConfig:
         if unknown:
             raise PanError(f"checkpoint config has settings this version does not know: {unknown}")
         values = dict(values)
+        if values.get("synthesize") == "rain":
+            values.setdefault("rain", "light")  # checkpoints from before the presets: the streaks alone
         for key in TUPLES:
             if key in values:
                 values[key] = tuple(float(v) for v in values[key])

@@ -8,11 +8,12 @@ from pathlib import Path
 import click
 
 from pan_cli.datasets.check import check_dataset
+from pan_cli.datasets.holes import MAKE_HOLES
 from pan_cli.datasets.make import BUILTIN, MAKERS, make_dataset, parse_split, photo_sources
 from pan_cli.datasets.photos import HELD_OUT_PHOTOS, MORE_PHOTOS, TRAIN_PHOTOS, write_photos
 from pan_cli.datasets.synthesized import rain_model
 from pan_cli.errors import PanError
-from pan_cli.options import rain_options
+from pan_cli.options import rain_options, settle_rain
 from pan_cli.progress import stderr_console
 from pan_cli.tasks import TASKS, make_config
 
@@ -43,8 +44,10 @@ def photos_command(out: Path, held_out: bool) -> None:
                    "sketch2photo 256.")
 @click.option("--draws", type=click.IntRange(min=1), default=1, show_default=True,
               help="Inputs per photo (derain: rain draws; inpaint --holes random: masks).")
-@click.option("--holes", type=click.Choice(["centre", "random"]), default="centre", show_default=True,
-              help="inpaint: the paper's centre square, or random rectangles and strokes.")
+@click.option("--holes", type=click.Choice(MAKE_HOLES), default="centre", show_default=True,
+              help="inpaint: the paper's centre square (56/128 of the shorter side), half (a centre square of "
+                   "half the shorter side), random (any of the drawn kinds), or only rectangles, free-form "
+                   "strokes or blobs.")
 @rain_options
 @click.option("-q", "--quiet", is_flag=True)
 def make_command(task, origin, out, split_text, seed, size, draws, holes, quiet, **rain) -> None:
@@ -52,9 +55,10 @@ def make_command(task, origin, out, split_text, seed, size, draws, holes, quiet,
     under train/ val/ test/ with --split. Prints the input files written."""
     console = stderr_console(quiet)
     fractions = parse_split(split_text) if split_text else (1.0,)
+    settle_rain(rain)
     ranges = {k: v for k, v in rain.items() if v is not None}
     if ranges and task != "derain":
-        raise PanError("--rain-* options are for derain")
+        raise PanError("--rain options are for derain")
     rain_config = make_config("derain", **ranges)
     made = make_dataset(task, photo_sources(origin), out, fractions, seed,
                         TASKS[task].make_size if size is None else size, draws, rain_model(rain_config), holes,

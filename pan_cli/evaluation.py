@@ -12,6 +12,7 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
+from pan_cli.baselines import BASELINES
 from pan_cli.datasets.holes import read_mask
 from pan_cli.datasets.images import read_image, to_float, to_uint8, write_image
 from pan_cli.datasets.layout import Pair, images_by_name
@@ -21,11 +22,14 @@ from pan_cli.inference import Predictor
 from pan_cli.inpainting import default_mask, inpaint
 from pan_cli.metrics import Settings, hole_scores, score
 
+CAP_DB = 100.0  # an identical image's PSNR (inf) counts as this in a mean of finite ones
+
 
 @dataclass(frozen=True)
 class Row:
     name: str
     scores: dict[str, float]
+    method: str = "model"  # or a classical baseline scored on the same holes (baselines.BASELINES)
 
 
 def matching_files(pred_dir: Path, ref_dir: Path) -> list[tuple[str, Path, Path]]:
@@ -65,10 +69,11 @@ def score_files(items: Iterable[tuple[str, Path, Path]], settings: Settings,
 
 
 def score_model(predictor: Predictor, pairs: Sequence[Pair], settings: Settings,
-                save: Path | None = None) -> Iterator[Row]:
+                save: Path | None = None, baselines: bool = False) -> Iterator[Row]:
     """Run the model on each pair's input and score the 8-bit output (what a saved PNG holds).
     An inpainting model fills the holes in masks/ beside A/ (as `pan data make inpaint` writes
-    them), else the centre hole, and is also scored inside the hole."""
+    them), else the centre hole, and is also scored inside the hole; with `baselines`, the
+    classical fills of the same holes are scored too (rows with their method's name)."""
     config = predictor.config
     holes = config.synthesize == "holes"
     masks = _masks_beside(pairs) if holes else {}
@@ -88,6 +93,9 @@ def score_model(predictor: Predictor, pairs: Sequence[Pair], settings: Settings,
         if holes:
             scores.update(hole_scores(y, output, mask[None]))
         yield Row(pair.name, scores)
+        for method, fill_hole in (BASELINES.items() if holes and baselines else ()):
+            filled = fill_hole(x, mask)
+            yield Row(pair.name, {**score(y, filled, settings), **hole_scores(y, filled, mask[None])}, method)
 
 
 def _masks_beside(pairs: Sequence[Pair]) -> dict[str, Path]:
@@ -98,8 +106,18 @@ def _masks_beside(pairs: Sequence[Pair]) -> dict[str, Path]:
     return images_by_name(folder) if folder.is_dir() else {}
 
 
-def mean_row(rows: Sequence[Row]) -> Row:
-    return Row("mean", {m: sum(r.scores[m] for r in rows) / len(rows) for m in rows[0].scores})
+def mean_row(rows: Sequence[Row], method: str = "model") -> Row:
+    """The mean of `rows` (of one method). An infinite PSNR (an image identical to its
+    target) enters the mean at 100 dB, so one perfect image cannot make the mean infinite."""
+    mine = [r for r in rows if r.method == method]
+
+    def mean(values: list[float]) -> float:
+        if all(v == math.inf for v in values):
+            return math.inf  # every image identical: no finite figure would be honest
+        return sum(min(v, CAP_DB) for v in values) / len(values)
+
+    return Row("mean" if method == "model" else f"mean {method}",
+               {m: mean([r.scores[m] for r in mine]) for m in mine[0].scores}, method)
 
 
 def _plain(value: float) -> float | str:
@@ -107,19 +125,24 @@ def _plain(value: float) -> float | str:
 
 
 def render(rows: Sequence[Row], settings: Settings, fmt: str) -> str:
-    """All rows plus the mean, with the settings used, as 'table', 'json' (one object per line)
-    or 'csv'. An infinite PSNR (identical images) is written as inf."""
-    everything = [*rows, mean_row(rows)]
+    """The model's rows plus their mean, then the mean of each baseline scored beside it, with
+    the settings used, as 'table', 'json' (one object per line) or 'csv'. An infinite PSNR
+    (identical images) is written as inf; the mean caps it at 100 dB."""
+    methods = list(dict.fromkeys(r.method for r in rows))
+    everything = [r for r in rows if r.method == "model"] + [mean_row(rows, m) for m in methods]
     columns = list(rows[0].scores)
+    extra = len(methods) > 1  # a method column only when baselines were scored
     if fmt == "json":
-        return "".join(json.dumps({"name": r.name, **{m: _plain(v) for m, v in r.scores.items()},
+        return "".join(json.dumps({"name": r.name, **({"method": r.method} if extra else {}),
+                                   **{m: _plain(v) for m, v in r.scores.items()},
                                    **settings.as_dict()}) + "\n" for r in everything)
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["name", *columns, *settings.as_dict()])
+        writer.writerow(["name", *(["method"] if extra else []), *columns, *settings.as_dict()])
         for r in everything:
-            writer.writerow([r.name, *(_plain(r.scores[m]) for m in columns), *settings.as_dict().values()])
+            writer.writerow([r.name, *([r.method] if extra else []), *(_plain(r.scores[m]) for m in columns),
+                             *settings.as_dict().values()])
         return buffer.getvalue()
     width = max(12, *(len(r.name) for r in everything))
     lines = ["# " + " ".join(f"{k}={v}" for k, v in settings.as_dict().items()),

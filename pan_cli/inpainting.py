@@ -1,6 +1,10 @@
 """Filling holes at inference, for images of any size and holes anywhere.
 
-A fully convolutional T (the `unet` with a mask channel) takes the whole image at once. The
+A fully convolutional T (a `unet` with a mask channel) takes the whole image at once, at the
+scale it was trained for: it learned to fill holes whose thickest part (the radius of the
+largest disc inside the hole) is up to a quarter of its training crop, so an image whose
+hole is thicker is filled at a smaller scale where it is not, and the fill is resized back
+(a thin stroke on a large photo is filled at full resolution). The
 Context-Encoder T takes exactly a 128x128 context and predicts its 64x64 centre, so each
 connected hole region gets its own context window: a square around the region, scaled so
 the region fits the 56x56 inner square the network was trained to fill, resized to 128,
@@ -14,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import distance_transform_edt
 from skimage.measure import label, regionprops
 from torchvision.transforms.v2.functional import resize
 
@@ -38,10 +43,32 @@ def inpaint(predictor: Predictor, image: torch.Tensor, mask: torch.Tensor) -> to
     if not mask.any():
         return image.clone()
     if predictor.multiple:
-        predicted = to_uint8(predictor(with_mask_channel(image, mask)[None])[0])
+        predicted = _fill_at_scale(predictor, fill(image, mask), mask)
     else:
         predicted = _fill_by_windows(predictor, fill(image, mask), mask)
     return torch.where(mask, predicted, image)
+
+
+def fill_scale(mask: torch.Tensor, crop: int) -> float:
+    """The scale (at most 1) at which the hole's thickest part, the radius of the largest disc
+    inside it, is at most a quarter of the training crop."""
+    radius = float(distance_transform_edt(mask.numpy()).max())
+    return min(1.0, crop / 4 / radius)
+
+
+def _fill_at_scale(predictor: Predictor, filled: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`filled` has its hole pixels set to the mean colour already, so nothing of what was
+    there can leak into a downscaled image."""
+    scale = fill_scale(mask, predictor.config.image_size)
+    if scale == 1.0:
+        return to_uint8(predictor(with_mask_channel(filled, mask)[None])[0])
+    height, width = mask.shape
+    size = [max(1, round(height * scale)), max(1, round(width * scale))]
+    small = resize(filled, size, antialias=True)
+    # every small pixel that any hole pixel falls in is a hole pixel
+    small_mask = F.adaptive_max_pool2d(mask[None, None].float(), size)[0, 0] > 0
+    predicted = predictor(with_mask_channel(small, small_mask)[None])
+    return to_uint8(F.interpolate(predicted, size=(height, width), mode="bilinear", align_corners=False)[0])
 
 
 def _fill_by_windows(predictor: Predictor, filled: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -33,11 +33,13 @@ def conv_out_size(size: int, stride: int, kernel: int = 3, padding: int = 1) -> 
 class Discriminator(nn.Module):
     """D sees only a target or an output image (never the input) and gives one logit."""
 
-    def __init__(self, image_size: int, in_channels: int = 3, first_activation: str = "lrelu"):
+    def __init__(self, image_size: int, in_channels: int = 3, first_activation: str = "lrelu", width: float = 1.0):
         super().__init__()
         layers: list[nn.Module] = []
         channels, size = in_channels, image_size
         for index, (out, stride) in enumerate(D_LAYERS, start=1):
+            if index < len(D_LAYERS):  # `width` scales every layer but the last (8 channels to the FC)
+                out = max(8, round(out * width))
             if index == 1:  # no BatchNorm; Tanh in the authors' code
                 act = nn.Tanh() if first_activation == "tanh" else nn.LeakyReLU(0.2)
                 block = nn.Sequential(nn.Conv2d(channels, out, 3, stride, 1), act)
@@ -198,9 +200,70 @@ class ContextEncoder(nn.Module):
         return self.decoder(self.encoder(x))
 
 
+class SlimUNet(UNet):
+    """The `unet` at half width (about a quarter of the weights): small enough to ship."""
+
+    ENCODER = (32, 64, 128, 256, 256, 256)
+    DECODER = (256, 128, 64, 32)
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3):
+        super().__init__(in_channels, out_channels)
+        width = self.ENCODER[1] + self.DECODER[-1]  # the head's input: last decoder + encoder 2
+        self.head = nn.Sequential(*_up(width, 32), nn.ReLU(), nn.ConvTranspose2d(32, out_channels, 4, 2, 1))
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.conv2(torch.relu(self.conv1(x))))
+
+
+class PReNet(nn.Module):
+    """A progressive recurrent residual network of the PReNet kind (Ren et al., CVPR 2019):
+    the same small residual stage runs `STAGES` times, each time on the rainy input beside the
+    current estimate, with a convolutional LSTM carrying state from stage to stage, and refines
+    the estimate. No BatchNorm (batch-size and tile independent), stride 1: any image size.
+
+    It returns the correction (final estimate - input), so the global `Residual` wrapper adds
+    the input back, and its zeroed `last` layer makes T start as the identity."""
+
+    multiple = 1
+    STAGES = 4
+    CHANNELS = 32
+    BLOCKS = 4
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3):
+        super().__init__()
+        c = self.CHANNELS
+        self.out_channels = out_channels
+        self.head = nn.Conv2d(in_channels + out_channels, c, 3, 1, 1)
+        self.gates = nn.Conv2d(2 * c, 4 * c, 3, 1, 1)  # input, forget, cell and output gates
+        self.blocks = nn.Sequential(*[_ResBlock(c) for _ in range(self.BLOCKS)])
+        self.last = nn.Conv2d(c, out_channels, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        source = x[:, : self.out_channels]
+        estimate = source
+        n, _, height, width = x.shape
+        hidden = cell = x.new_zeros(n, self.CHANNELS, height, width)
+        for _ in range(self.STAGES):
+            h = torch.relu(self.head(torch.cat([x, estimate], 1)))
+            i, f, g, o = self.gates(torch.cat([h, hidden], 1)).chunk(4, 1)
+            cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+            hidden = torch.sigmoid(o) * torch.tanh(cell)
+            estimate = source + self.last(self.blocks(hidden))
+        return estimate - source
+
+
 GENERATORS: dict[str, Callable[..., nn.Module]] = {
     "unet": UNet,
+    "unet-slim": SlimUNet,
     "idcgan": IDCGAN,
+    "prenet": PReNet,
     "context-encoder": ContextEncoder,
 }
 
@@ -284,7 +347,7 @@ def build_generator(config: RunConfig) -> nn.Module:
 
 
 def build_discriminator(config: RunConfig) -> Discriminator:
-    net = Discriminator(output_size(config), config.out_channels, config.d_first_activation)
+    net = Discriminator(output_size(config), config.out_channels, config.d_first_activation, config.d_width)
     init_weights(net, first_std=0.5 if config.init == "authors" else None)
     return net
 

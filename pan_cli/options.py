@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pan_cli.config import RunConfig
+from pan_cli.config import RAIN_PRESETS, RunConfig
 
 
 def _range(ctx, param, value: str | None):
@@ -19,6 +19,21 @@ def _range(ctx, param, value: str | None):
     return low, high
 
 
+RANGE_KEYS = ("rain_density", "rain_length", "rain_angle", "rain_intensity")
+
+
+def settle_rain(values: dict) -> None:
+    """Range flags shape the light streak model only: given without --rain they pick `light`
+    (so `--rain-density 0,0` means no streaks, as it reads); beside heavy or photoshop rain
+    they would be silently ignored, so that is refused."""
+    given = [key for key in RANGE_KEYS if values.get(key) is not None]
+    if given and values.get("rain") is None:
+        values["rain"] = "light"
+    elif given and values["rain"] not in ("light", "mixed"):
+        flag = "--" + given[0].replace("_", "-")
+        raise click.UsageError(f"{flag} shapes light rain only; it has no effect on --rain {values['rain']}")
+
+
 def rain_options(command):
     """The rain synthesizer's ranges, for `pan train --synthesize` and `pan data make derain`."""
     defaults = RunConfig.__dataclass_fields__
@@ -28,5 +43,8 @@ def rain_options(command):
                                    ("intensity", "brightness a streak adds, 0-1"))):
         low, high = defaults[f"rain_{name}"].default
         command = click.option(f"--rain-{name}", callback=_range, metavar="LOW,HIGH",
-                               help=f"Rain: {meaning} (default {low:g},{high:g}).")(command)
-    return command
+                               help=f"Light rain: {meaning} (default {low:g},{high:g}).")(command)
+    return click.option("--rain", type=click.Choice(RAIN_PRESETS),
+                        help="Rain model: light streaks (shaped by --rain-*), heavy (Yang et al.: streak layers "
+                             "in several directions plus a veil), photoshop (Fu et al.), or mixed, each draw "
+                             f"picking one (default {RunConfig.rain}).")(command)

@@ -34,6 +34,7 @@ class Task:
     label_input: bool = False
     make_size: int = 0  # `pan data make`: resize the shorter side and centre-crop to this (0: keep)
     no_data: str = ""  # what to tell a user who gave no --data
+    val_channel: str = "rgb"  # what validation PSNR is taken on ("y": luma, as de-raining papers score)
 
     def defaults(self) -> dict[str, Any]:
         return {
@@ -61,6 +62,7 @@ TASKS: dict[str, Task] = {
         # images worse; with it and a pixel term PAN beats the input.
         residual=True,
         synthesizer="rain",
+        val_channel="y",
         no_data="give --data: a folder of rainy/clean pairs, or of clean photos with --synthesize "
                 "(`pan data make derain --from builtin -o pairs` writes pairs from built-in photos)",
     ),

@@ -158,12 +158,17 @@ def test_rain_ranges_reach_the_synthesizer_in_data_make_and_in_training(photos, 
     assert veil.std() < 2.5 and heavy.std() > 4 * veil.std()  # no streaks: only the even haze is left
     bad = run_pan("data", "make", "derain", "--from", photos, "-o", tmp_path / "x", "--rain-angle", "30,-30")
     assert bad.exit_code == 2 and "LOW 30 is above HIGH -30" in bad.stderr
+    ignored = run_pan("data", "make", "derain", "--from", photos, "-o", tmp_path / "y", "--rain", "heavy",
+                      "--rain-density", "0,0")
+    assert ignored.exit_code == 2 and "--rain-density shapes light rain only" in ignored.stderr
+    assert not (tmp_path / "y").exists()
 
     result = run_pan("train", "derain", "--synthesize", "--data", photos, "--rain-length", "5,9", "--steps", "1",
                      "--image-size", "32", "--batch-size", "2", "--workers", "1", "--run-dir", tmp_path / "run", "-q")
     assert result.exit_code == 0, result.stderr
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["synthesize"] == "rain" and config["rain_length"] == [5.0, 9.0]
+    assert config["rain"] == "light"  # range flags alone pick the streak model they shape
 
 
 def test_synthesized_datasets_pickle_for_spawned_workers(photos):

@@ -80,7 +80,7 @@ def test_training_with_a_val_split_keeps_best_pt(tmp_path, run_pan):
     result = run_pan("train", "derain", "--data", tmp_path / "data", "--steps", "4", "--image-size", "24",
                      "--batch-size", "2", "--run-dir", run, "--val-every", "2", "--sample-every", "0")
     assert result.exit_code == 0, result.stderr
-    assert "2 validation pairs" in result.stderr
+    assert "validation: 2 pairs" in result.stderr
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     val = [r for r in records if "val_psnr" in r]
     assert [r["step"] for r in val] == [2, 4]

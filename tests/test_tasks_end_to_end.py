@@ -155,7 +155,8 @@ def test_eval_scores_an_inpainting_model_inside_the_holes_data_make_wrote(traine
                      "--json", "--save", tmp_path / "filled")
     assert result.exit_code == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [r["name"] for r in rows] == ["chelsea", "coffee", "mean"]
+    assert [r["name"] for r in rows] == ["chelsea", "coffee", "mean", "mean mean-colour", "mean biharmonic"]
+    assert [r["method"] for r in rows[2:]] == ["model", "mean-colour", "biharmonic"]
     assert all(0 < r["psnr_hole"] < r["psnr"] for r in rows)  # outside the hole the output is the input's own
     for name in ("chelsea", "coffee"):
         mask = read_image(tmp_path / "d" / "masks" / f"{name}.png", 1)[0] > 127
