@@ -9,7 +9,7 @@ else
 TORCH := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: install test demo lint bench weights weights-derain weights-inpaint clean
+.PHONY: install test demo lint bench weights weights-derain weights-inpaint bf16-check clean
 
 install: $(VENV)/.installed
 
@@ -67,7 +67,7 @@ weights-derain: $(W)/photos
 	$(PAN) train derain --synthesize --data $(W)/photos --rain mixed --generator idcgan --image-size 96 \
 		--d-width 0.5 --steps $(DERAIN_STEPS) --seed 0 --run-dir $(W)/derain $(RUN) \
 		$(if $(RAIN_VAL),--val $(W)/rain-val --val-every 500)
-	$(PAN) export $(W)/derain/$(if $(RAIN_VAL),best.pt,latest.pt) -o pan_cli/weights/derain.pt
+	$(PAN) export $(W)/derain/$(if $(RAIN_VAL),best.pt,latest.pt) -o pan_cli/weights/derain.pt --overwrite
 	rm -rf $(W)/held-out-rain
 	$(PAN) data make derain --from $(W)/held-out --rain mixed --seed 10000 -o $(W)/held-out-rain -q > /dev/null
 	@echo "held-out photos, mixed rain (RGB):"
@@ -84,9 +84,23 @@ weights-inpaint: $(W)/photos
 	$(PAN) data make inpaint --from $(W)/held-out --size 256 --holes strokes --seed 1 -o $(W)/inpaint-val-strokes -q > /dev/null
 	$(PAN) train inpaint --data $(W)/photos --generator unet-slim --zoom --lambda-pix 100 --d-width 0.5 \
 		--steps $(INPAINT_STEPS) --seed 0 --run-dir $(W)/inpaint --val $(W)/inpaint-val-half --val-every 1000 $(RUN)
-	$(PAN) export $(W)/inpaint/best.pt -o pan_cli/weights/inpaint.pt
+	$(PAN) export $(W)/inpaint/best.pt -o pan_cli/weights/inpaint.pt --overwrite
 	$(PAN) eval --task inpaint --checkpoint pan_cli/weights/inpaint.pt --data $(W)/inpaint-val-half | tail -3
 	$(PAN) eval --task inpaint --checkpoint pan_cli/weights/inpaint.pt --data $(W)/inpaint-val-strokes | tail -3
+
+# Does bf16 autocast train as well as fp32? Same recipe and steps, two seeds each, scored on
+# RAIN_VAL in Y as papers do (README, "Precision"): make bf16-check PHOTOS=DIR RAIN_VAL=PAIRS
+BF16_STEPS ?= 200
+bf16-check: $(W)/photos
+	@test -n "$(RAIN_VAL)" || { echo "give RAIN_VAL=PAIRS: real rainy/clean pairs to score" >&2; exit 2; }
+	rm -rf $(W)/bf16-check
+	@for p in fp32 bf16; do for s in 0 1; do \
+		$(PAN) train derain --synthesize --data $(W)/photos --rain mixed --image-size 64 --d-width 0.5 \
+			--steps $(BF16_STEPS) --seed $$s --precision $$p --threads $(THREADS) --sample-every 0 -q \
+			--run-dir $(W)/bf16-check/$$p-$$s > /dev/null || exit 1; \
+		echo "$$p seed $$s: $$($(PAN) eval --task derain --checkpoint $(W)/bf16-check/$$p-$$s/latest.pt \
+			--data $(RAIN_VAL) --channel y --no-baselines | tail -1) ($$(tail -1 $(W)/bf16-check/$$p-$$s/metrics.jsonl | \
+			sed 's/.*"elapsed_s": \([0-9.]*\).*/\1/') s)"; done; done
 
 clean:
 	rm -rf $(VENV) runs build demo-output bench-output *.egg-info

@@ -95,9 +95,14 @@ class PairedImages(Dataset):
         return len(self.pairs)
 
     def check_sizes(self) -> None:
-        """Read every header once (no pixels) so a too-small image fails before training."""
-        if self.load_size < self.crop:
-            for pair in self.pairs:
+        """Read every header once (no pixels) so a too-small image, or a pair whose halves differ
+        in size, fails before training rather than at the step that meets it."""
+        for pair in self.pairs:
+            if pair.b is not None:
+                (ha, wa), (hb, wb) = image_size(pair.a), image_size(pair.b)
+                if (ha, wa) != (hb, wb):
+                    raise ImageReadError(f"{pair.a} is {wa}x{ha} but its partner {pair.b} is {wb}x{hb}")
+            if self.load_size < self.crop:
                 require_crop(pair.a, self.crop, halves=pair.b is None)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:

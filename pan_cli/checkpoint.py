@@ -81,12 +81,32 @@ def run_checkpoints(run_dir: Path) -> list[Path]:
     return ([latest] if latest.exists() else []) + steps
 
 
+RUN_MARKERS = ("config.json", "metrics.jsonl", "latest.pt")
+
+
+def is_run_checkpoint_name(path: Path) -> bool:
+    """Whether `path` is one of the names a run directory's trainer owns (latest.pt, best.pt,
+    step-N.pt) inside a folder that holds a run."""
+    owned = path.name in ("latest.pt", "best.pt") or (path.name.startswith("step-") and path.suffix == ".pt")
+    return owned and any((path.parent / marker).exists() for marker in RUN_MARKERS)
+
+
+def load_training_checkpoint(path: Path, task: str | None = None) -> dict[str, Any]:
+    """load_checkpoint, refusing a file that cannot continue training (an export: no D, no
+    optimiser state)."""
+    state = load_checkpoint(path, task)
+    if state.get("exported") or "opt_T" not in state:
+        raise PanError(f"{path} is an exported model (weights only), not a training checkpoint to resume")
+    return state
+
+
 def newest_valid(run_dir: Path, task: str, warn: Callable[[str], None]) -> dict[str, Any] | None:
-    """The newest checkpoint of `run_dir` that loads; damaged ones are reported and skipped.
-    A checkpoint of another task is an error, not something to skip and then overwrite."""
+    """The newest checkpoint of `run_dir` that can continue training; damaged files and exports
+    are reported and skipped. A checkpoint of another task is an error, not something to skip
+    and then overwrite."""
     for path in run_checkpoints(run_dir):
         try:
-            state = load_checkpoint(path)
+            state = load_training_checkpoint(path)
         except PanError as exc:
             warn(f"skipping {exc}")
             continue

@@ -12,7 +12,7 @@ import click
 import torch
 
 from pan_cli import __version__
-from pan_cli.checkpoint import default_checkpoint, export_weights
+from pan_cli.checkpoint import default_checkpoint, export_weights, is_run_checkpoint_name
 from pan_cli.compare import compare
 from pan_cli.config import OBJECTIVES
 from pan_cli.data_commands import data_group
@@ -416,11 +416,19 @@ cli.add_command(data_group)
 @cli.command("export")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path))
-def export_command(checkpoint: Path, out: Path) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace an existing -o file (never a run's own checkpoint).")
+def export_command(checkpoint: Path, out: Path, overwrite: bool) -> None:
     """Write a checkpoint's inference weights only (EMA if kept; no D, no optimizer state):
     small enough to share; `pan infer --checkpoint` takes it. Prints its path."""
+    if out.is_dir():
+        raise PanError(f"-o {out} is a folder; give the file to write, e.g. {out / 'model.pt'}")
     if out.exists() and out.resolve() == checkpoint.resolve():
         raise PanError("the export would overwrite its source; choose another -o")
+    if is_run_checkpoint_name(out):
+        raise PanError(f"-o {out} is a name the training run in {out.parent} owns; an export there would "
+                       "replace its checkpoint (choose another name or folder)")
+    if out.exists() and not overwrite:
+        raise PanError(f"-o {out} exists; give --overwrite to replace it")
     export_weights(checkpoint, out)
     click.echo(str(out))
 

@@ -11,7 +11,7 @@ import math
 import shutil
 import signal
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from pan_cli.checkpoint import (
     link_latest,
-    load_checkpoint,
+    load_training_checkpoint,
     newest_valid,
     run_checkpoints,
     save_checkpoint,
@@ -41,6 +41,7 @@ from pan_cli.inference import Predictor
 from pan_cli.losses import discriminator_loss, transformer_loss
 from pan_cli.metrics import Settings
 from pan_cli.networks import Discriminator, build_discriminator, build_generator
+from pan_cli.runlock import LOCK_NAME, run_dir_lock
 
 EXIT_INTERRUPTED = 130
 
@@ -307,6 +308,25 @@ def _trim_metrics(path: Path, last_step: int) -> None:
     atomic_write(path, lambda handle: handle.write(("\n".join(kept) + "\n" if kept else "").encode()))
 
 
+def _prune(run_dir: Path, keep: int, written: set[Path], warn: Callable[[str], None]) -> None:
+    """Keep the newest `keep` step files that load; older ones go. A damaged file does not count
+    as kept (nor is it deleted while newer than the cut: it may be wanted for inspection)."""
+    kept = 0
+    for path in sorted(run_dir.glob("step-*.pt"), key=step_of, reverse=True):
+        if kept >= keep:
+            path.unlink(missing_ok=True)
+        elif path in written:
+            kept += 1
+        else:
+            try:
+                load_training_checkpoint(path)
+            except PanError as exc:
+                warn(f"not counting {path.name} as kept: {exc}")
+                continue
+            written.add(path)
+            kept += 1
+
+
 def _starting_point(config: RunConfig, run_dir: Path, resume: str | None, steps: int | None,
                     warn: Callable[[str], None]) -> tuple[RunConfig, dict | None]:
     """The config to run and the checkpoint state to start from (None: from scratch)."""
@@ -318,7 +338,7 @@ def _starting_point(config: RunConfig, run_dir: Path, resume: str | None, steps:
         if not latest.exists():
             raise PanError(f"--resume: no checkpoint at {latest} to resume from (--resume auto starts "
                            "fresh when there is none)")
-        state = load_checkpoint(latest, task=config.task)
+        state = load_training_checkpoint(latest, task=config.task)
     elif run_checkpoints(run_dir):
         raise PanError(f"{run_dir} already holds a run ({run_checkpoints(run_dir)[0].name}); continue it with "
                        "--resume, or choose another --run-dir")
@@ -328,7 +348,27 @@ def _starting_point(config: RunConfig, run_dir: Path, resume: str | None, steps:
     return state["config"].replace(steps=steps or state["config"].steps), state
 
 
-def train(
+def train(config: RunConfig, pairs: list[Pair] | list[Path], options: TrainOptions, **kwargs) -> Path:
+    """Train (see _train) holding an exclusive lock on the run directory for the whole run:
+    a second `pan train` on the same directory is refused, naming the holder's PID."""
+    run_dir = options.run_dir
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PanError(f"cannot write to run directory {run_dir}: {exc.strerror or exc}") from None
+    try:
+        with run_dir_lock(run_dir) if options.group.main else nullcontext():
+            return _train(config, pairs, options, **kwargs)
+    except BaseException:
+        if created:  # a run refused before it wrote anything leaves no empty folder behind
+            (run_dir / LOCK_NAME).unlink(missing_ok=True)
+            with suppress(OSError):
+                run_dir.rmdir()
+        raise
+
+
+def _train(
     config: RunConfig,
     pairs: list[Pair] | list[Path],
     options: TrainOptions,
@@ -403,6 +443,18 @@ def train(
         x, y = next(batches)
         return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
+    def step_batches(step: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Both batches of a step, read before any update: a data error leaves the weights at
+        the end of the previous step, which is saved before the error is reported."""
+        try:
+            return [next_batch() for _ in range(batches_per_step)]
+        except PanError as exc:
+            if step - 1 > start and main:
+                saved = last_saved if last_saved is not None and step_of(last_saved) == step - 1 else save(step - 1)
+                raise PanError(f"{exc} (at step {step}; checkpoint {saved} saved first: fix the data and "
+                               "continue with --resume)") from None
+            raise
+
     def validate(step: int) -> bool:
         """Score the inference weights on the validation pairs; True when they beat the best."""
         nonlocal best
@@ -429,10 +481,9 @@ def train(
             link_latest(path, latest)
         except OSError as exc:
             raise PanError(f"could not write {path}: {exc.strerror or exc}{last_good()}") from None
+        written.add(path)
         if options.keep:
-            old = sorted(run_dir.glob("step-*.pt"), key=step_of)
-            for stale in old[: -options.keep]:
-                stale.unlink(missing_ok=True)
+            _prune(run_dir, options.keep, written, warn)
         return path
 
     models.T.train()
@@ -440,12 +491,13 @@ def train(
         models.D.train()
     sums: dict[str, torch.Tensor] = {}
     count, began, last_saved, step = 0, time.perf_counter(), None, start
+    written: set[Path] = set()  # checkpoints this process wrote: known good
     with stop_on_signal() as stop_requested, torch.autograd.set_detect_anomaly(options.detect_anomaly):
         for step in range(start + 1, config.steps + 1):
             terms = {}
+            *d_batch, (x, y) = step_batches(step)
             if models.D is not None:
-                terms.update({f"d_{k}": v for k, v in d_step(config, models, *next_batch()).items()})
-            x, y = next_batch()
+                terms.update({f"d_{k}": v for k, v in d_step(config, models, *d_batch[0]).items()})
             t_terms, output = t_step(config, models, x, y)
             terms.update({f"t_{k}": v for k, v in t_terms.items()})
             for k, v in terms.items():

@@ -57,7 +57,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(rain_pairs, 
         for key, value in ranks[0][part].items():
             assert torch.equal(value, ranks[1][part][key]), (part, key)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
-        "config.json", "latest.pt", "metrics.jsonl", f"step-{STEPS}.pt"]  # one writer
+        ".lock", "config.json", "latest.pt", "metrics.jsonl", f"step-{STEPS}.pt"]  # one writer, one lock
     parallel = load_checkpoint(tmp_path / "run" / "latest.pt")
     single = _single(rain_pairs, tmp_path / "single")
     other_seed = _single(rain_pairs, tmp_path / "other", seed=1)
@@ -81,6 +81,6 @@ def test_torchrun_launch_writes_one_checkpoint_one_log_and_one_stdout(rain_pairs
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == [str(tmp_path / "run" / "step-2.pt")]  # rank 0 only
     assert "2 processes x batch 2 = effective batch 4" in done.stderr
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "latest.pt", "metrics.jsonl",
-                                                                    "step-2.pt"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock", "config.json", "latest.pt",
+                                                                    "metrics.jsonl", "step-2.pt"]
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
