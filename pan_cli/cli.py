@@ -25,7 +25,7 @@ from pan_cli.evaluation import best_split, matching_files, render, score_files, 
 from pan_cli.inference import Predictor, collect_jobs, run_inference
 from pan_cli.metrics import Settings
 from pan_cli.networks import GENERATORS, build_discriminator, build_generator, count_parameters
-from pan_cli.options import rain_options, settle_rain
+from pan_cli.options import MAX_SIDE, Finite, finite_floats, rain_options, settle_rain
 from pan_cli.progress import progress_bar, stderr_console
 from pan_cli.report import write_report
 from pan_cli.tasks import TASKS, make_config
@@ -68,12 +68,9 @@ def set_threads(threads: int | None) -> None:
 def _lambdas(ctx, param, value: str | None):
     if value is None:
         return None
-    try:
-        weights = tuple(float(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter("give four comma-separated numbers, e.g. 5,1.5,1.5,1") from None
-    if len(weights) != 4:
-        raise click.BadParameter(f"needs 4 weights (D layers 1,4,6,8), got {len(weights)}")
+    weights = finite_floats(value, 4, "5,1.5,1.5,1 (D layers 1,4,6,8)")
+    if min(weights) < 0:
+        raise click.BadParameter(f"{value!r}: weights cannot be negative")
     return weights
 
 
@@ -130,25 +127,25 @@ def tasks_command(verbose: bool) -> None:
               help="Make the inputs on the fly from the clean photos in --data (derain: rain streaks).")
 @rain_options
 @click.option("--steps", type=click.IntRange(min=1), help="T updates in all (each after one D update).")
-@click.option("--epochs", type=click.FloatRange(min=0, min_open=True),
+@click.option("--epochs", type=Finite(min=0, min_open=True),
               help="Instead of --steps: passes over the training pairs (a step uses two batches).")
 @click.option("--batch-size", type=click.IntRange(min=1))
-@click.option("--image-size", type=click.IntRange(min=8), help="Training crop size.")
-@click.option("--load-size", type=click.IntRange(min=0), help="Resize the shorter side first (0: no).")
+@click.option("--image-size", type=click.IntRange(8, MAX_SIDE), help="Training crop size.")
+@click.option("--load-size", type=click.IntRange(0, MAX_SIDE), help="Resize the shorter side first (0: no).")
 @click.option("--zoom/--no-zoom", default=None,
               help="Crops of random size (15-100%% of a photo's area) resized to --image-size: whole scenes "
                    "and close-ups alike.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True))
+@click.option("--lr", type=Finite(min=0, min_open=True))
 @click.option("--lambdas", callback=_lambdas, help="Perceptual weights for D layers 1,4,6,8.")
-@click.option("--margin", type=click.FloatRange(min=0), help="Margin m of D's hinge.")
-@click.option("--d-width", type=click.FloatRange(0, 4, min_open=True),
+@click.option("--margin", type=Finite(min=0), help="Margin m of D's hinge.")
+@click.option("--d-width", type=Finite(0, 4, min_open=True),
               help="D's channel multiplier (1: the paper's D; 0.5: a quarter of its cost).")
-@click.option("--lambda-pix", type=click.FloatRange(min=0), help="Pixel L1 weight.")
+@click.option("--lambda-pix", type=Finite(min=0), help="Pixel L1 weight.")
 @click.option("--objective", type=click.Choice(OBJECTIVES))
 @click.option("--gan-form", type=click.Choice(["saturating", "non-saturating"]))
 @click.option("--generator", type=click.Choice(list(GENERATORS)))
 @click.option("--residual/--no-residual", default=None, help="Predict a correction: clamp(x + T(x)).")
-@click.option("--ema", type=click.FloatRange(0, 1, max_open=True), help="Weight-average decay (0: off).")
+@click.option("--ema", type=Finite(0, 1, max_open=True), help="Weight-average decay (0: off).")
 @click.option("--direction", type=click.Choice(["AtoB", "BtoA"]))
 @click.option("--paper", is_flag=True, help="The authors' exact settings.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -164,7 +161,7 @@ def tasks_command(verbose: bool) -> None:
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's choice).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile T and D (slow start, faster steps).")
 @click.option("--tensorboard", is_flag=True, help="Also log to RUN_DIR/tensorboard (pip install 'pan[tensorboard]').")
-@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True),
+@click.option("--time-limit", type=Finite(min=0, min_open=True),
               help="Stop (with a checkpoint) at the first step after this many seconds of training.")
 @click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--sample-every", type=click.IntRange(min=0), default=200, show_default=True)

@@ -22,7 +22,7 @@ from pan_cli.inference import Predictor
 from pan_cli.inpainting import default_mask, inpaint
 from pan_cli.metrics import Settings, hole_scores, score
 
-CAP_DB = 100.0  # an identical image's PSNR (inf) counts as this in a mean of finite ones
+CAP_DB = 100.0  # an identical image's PSNR (inf) counts as this in a mean, which stays finite
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,6 @@ def mean_row(rows: Sequence[Row], method: str = "model") -> Row:
     mine = [r for r in rows if r.method == method]
 
     def mean(values: list[float]) -> float:
-        if all(v == math.inf for v in values):
-            return math.inf  # every image identical: no finite figure would be honest
         return sum(min(v, CAP_DB) for v in values) / len(values)
 
     return Row("mean" if method == "model" else f"mean {method}",

@@ -95,7 +95,11 @@ def _gaussian(size: int, sigma: float) -> np.ndarray:
 
 
 def _vif_channel(ref: np.ndarray, out: np.ndarray, noise_var: float = 2.0) -> float:
-    """Pixel-domain VIF: information the output keeps about the reference, over 4 scales."""
+    """Pixel-domain VIF: information the output keeps about the reference, over 4 scales.
+    A reference with no signal (flat) holds no information to keep: VIF is then 1 for an
+    output equal to it and 0 for any other, rather than 0/0."""
+    if np.array_equal(ref, out):
+        return 1.0
     eps = 1e-10
     num = den = 0.0
     for scale in range(1, 5):
@@ -122,7 +126,7 @@ def _vif_channel(ref: np.ndarray, out: np.ndarray, noise_var: float = 2.0) -> fl
         sv[sv <= eps] = eps
         num += np.sum(np.log10(1.0 + g * g * s1 / (sv + noise_var)))
         den += np.sum(np.log10(1.0 + s1 / noise_var))
-    return float(num / den) if den > 0 else 1.0
+    return float(num / den) if den > 0 else 0.0
 
 
 def _per_channel(fn, ref: np.ndarray, out: np.ndarray) -> float:

@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from pan_cli.config import RAIN_PRESETS, RunConfig
+
+MAX_SIDE = 8192  # a training crop or load size beyond this is a typo, not a plan
+
+
+class Finite(click.FloatRange):
+    """click.FloatRange that also refuses nan and +-inf (which pass every range test)."""
+
+    name = "finite number"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+def finite_floats(text: str, count: int | None, example: str) -> tuple[float, ...]:
+    """Comma-separated finite numbers, `count` of them when given; click.BadParameter otherwise."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"give comma-separated numbers, e.g. {example}") from None
+    if count is not None and len(values) != count:
+        raise click.BadParameter(f"needs {count} numbers, e.g. {example}; got {len(values)}")
+    if not all(math.isfinite(v) for v in values):
+        raise click.BadParameter(f"{text!r}: every number must be finite")
+    return values
 
 
 def _range(ctx, param, value: str | None):
     if value is None:
         return None
-    try:
-        low, high = (float(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter("give LOW,HIGH, e.g. 0.001,0.012") from None
+    low, high = finite_floats(value, 2, "0.001,0.012")
     if low > high:
         raise click.BadParameter(f"LOW {low:g} is above HIGH {high:g}")
     return low, high

@@ -30,12 +30,14 @@ def test_identical_folders_give_inf_psnr_and_ssim_one_in_every_format(tmp_path, 
     lines = table.stdout.splitlines()
     assert lines[0] == "# channel=rgb crop_border=0 data_range=255"
     assert [line.split()[0] for line in lines[2:]] == ["astronaut", "rocket", "mean"]
-    assert lines[-1].split()[1:] == ["inf", "1.0000", "1.0000", "1.0000"]
+    assert lines[-2].split()[1] == "inf"  # each identical image: inf; their mean counts each as 100 dB
+    assert lines[-1].split()[1:] == ["100.000", "1.0000", "1.0000", "1.0000"]
     rows = [json.loads(line) for line in run_pan("eval", "--pred", pred, "--ref", ref, "--json").stdout.splitlines()]
     assert [r["name"] for r in rows] == ["astronaut", "rocket", "mean"]
-    assert rows[-1]["psnr"] == "inf" and rows[-1]["ssim"] == 1.0 and rows[-1]["channel"] == "rgb"
+    assert rows[0]["psnr"] == "inf" and rows[-1]["psnr"] == 100.0 and rows[-1]["ssim"] == 1.0
+    assert rows[-1]["channel"] == "rgb"
     table_csv = list(csv.DictReader(io.StringIO(run_pan("eval", "--pred", pred, "--ref", ref, "--csv").stdout)))
-    assert table_csv[0]["psnr"] == "inf" and table_csv[-1]["name"] == "mean"
+    assert table_csv[0]["psnr"] == "inf" and table_csv[-1]["name"] == "mean" and table_csv[-1]["psnr"] == "100.0"
 
 
 def test_scores_and_settings_reach_the_output(tmp_path, run_pan):

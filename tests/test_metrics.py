@@ -9,6 +9,7 @@ from sewar.full_ref import vifp
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from pan_cli.metrics import Settings, prepare, psnr, score, ssim, to_y
+from tests.conftest import crop
 
 rng = np.random.default_rng(0)
 
@@ -86,3 +87,11 @@ def test_crop_border_removes_the_border_before_scoring():
 def test_float_images_are_refused():
     with pytest.raises(TypeError, match="8-bit"):
         psnr(torch.rand(3, 8, 8), torch.rand(3, 8, 8))
+
+
+def test_vif_against_a_flat_reference_is_zero_unless_the_output_is_that_flat_image():
+    flat = torch.full((3, 40, 40), 128, dtype=torch.uint8)
+    photo = crop("coffee", 40, 40)
+    assert score(flat, photo)["vif"] == 0.0  # the photo keeps none of a flat image's (zero) information
+    assert score(flat, flat)["vif"] == 1.0
+    assert score(photo, photo)["vif"] == 1.0
