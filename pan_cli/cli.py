@@ -4,6 +4,7 @@ errors into one line on stderr. stdout carries data only."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from pan_cli.tasks import TASKS, make_config
 from pan_cli.training import EXIT_INTERRUPTED, Interrupted, TrainOptions, pick_device, resolve_precision, train
 
 EXIT_PARTIAL = 3  # some inputs failed, the rest were written
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a Unix tool killed by it: the reader closed the pipe
 
 
 class Failure(click.ClickException):
@@ -47,8 +49,15 @@ class PanGroup(click.Group):
     """Every PanError from any command becomes one line on stderr and a non-zero exit."""
 
     def invoke(self, ctx: click.Context):
+        if sys.stdout is None:  # started with stdout closed (`>&-`): the data it prints would be lost
+            raise Failure("stdout is closed, so the output paths and scores would be lost; redirect it to a "
+                          "file or to /dev/null")
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # `pan infer ... | head`: the reader has what it wanted; end quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit cannot fail again
+            raise click.exceptions.Exit(EXIT_BROKEN_PIPE) from None
         except Interrupted as exc:
             raise Failure(str(exc), EXIT_INTERRUPTED) from None
         except KeyboardInterrupt:  # a second Ctrl-C: stop now; every file write is atomic

@@ -249,6 +249,17 @@ def test_infer_piped_into_head_ends_cleanly(tmp_path, trained_checkpoint):
         write_image(tmp_path / "in" / f"{i:02d}.png", crop("rocket", 24, 32))
     command = (f"set -o pipefail; {sys.executable} -m pan_cli infer --task derain --checkpoint "
                f"{trained_checkpoint} {tmp_path / 'in'} -o {tmp_path / 'o'} --batch-size 1 | head -n 3")
-    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    done = subprocess.run(["bash", "-c", command + "; echo \"status ${PIPESTATUS[0]}\" >&2"], capture_output=True,
+                          text=True)
     assert len(done.stdout.splitlines()) == 3
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    assert "error" not in done.stderr and "status 141" in done.stderr  # quiet, as a Unix tool killed by SIGPIPE
+
+
+def test_infer_with_stdout_closed_is_an_error_not_lost_paths(tmp_path, trained_checkpoint):
+    write_image(tmp_path / "in" / "a.png", crop("rocket", 24, 32))
+    command = (f"{sys.executable} -m pan_cli infer --task derain --checkpoint {trained_checkpoint} "
+               f"{tmp_path / 'in'} -o {tmp_path / 'o'} >&-")
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    assert done.returncode == 1 and "stdout is closed" in done.stderr, done.stderr
+    assert not (tmp_path / "o").exists()
