@@ -11,11 +11,12 @@ from pathlib import Path
 
 import click
 import torch
+from click.core import ParameterSource
 
 from pan_cli import __version__
 from pan_cli.checkpoint import default_checkpoint, export_weights, is_run_checkpoint_name
 from pan_cli.compare import compare
-from pan_cli.config import OBJECTIVES
+from pan_cli.config import OBJECTIVES, RunConfig
 from pan_cli.data_commands import data_group
 from pan_cli.datasets.images import WRITE_FORMATS
 from pan_cli.datasets.layout import detect_layout, find_pairs, find_photos
@@ -200,6 +201,9 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
     if synthesize:
         settings["synthesize"] = TASKS[task].synthesizer
     settle_rain(settings)
+    context = click.get_current_context()
+    asked = frozenset(name for name in settings if name in RunConfig.__dataclass_fields__
+                      and context.get_parameter_source(name) == ParameterSource.COMMANDLINE)
     config = make_config(task, paper=paper, **settings)  # the rest are RunConfig settings; None = default
     group, process_device = setup()  # torchrun: join the data-parallel group
     console = stderr_console(quiet or not group.main)
@@ -244,7 +248,7 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
             bar.update(job, completed=step, **({"info": info} if info else {}))
 
         final = train(config, pairs, options, resume=resume, steps=steps, on_step=on_step, val_pairs=val_pairs,
-                      warn=lambda message: console.print(f"pan: {message}", highlight=False))
+                      warn=lambda message: console.print(f"pan: {message}", highlight=False), asked=asked)
     console.print(f"done: checkpoint {final}", highlight=False)
     if group.main:
         click.echo(str(final))

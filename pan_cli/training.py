@@ -327,9 +327,15 @@ def _prune(run_dir: Path, keep: int, written: set[Path], warn: Callable[[str], N
             kept += 1
 
 
+def _shown(value: object) -> str:
+    return ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else str(value)
+
+
 def _starting_point(config: RunConfig, run_dir: Path, resume: str | None, steps: int | None,
-                    warn: Callable[[str], None]) -> tuple[RunConfig, dict | None]:
-    """The config to run and the checkpoint state to start from (None: from scratch)."""
+                    warn: Callable[[str], None], asked: frozenset[str] = frozenset()) -> tuple[RunConfig, dict | None]:
+    """The config to run and the checkpoint state to start from (None: from scratch). A resumed
+    run keeps its checkpoint's settings; each setting in `asked` (given on the command line)
+    that differs is named in a warning."""
     latest = run_dir / "latest.pt"
     state = None
     if resume == "auto":
@@ -345,6 +351,11 @@ def _starting_point(config: RunConfig, run_dir: Path, resume: str | None, steps:
     if state is None:
         return (config.replace(steps=steps) if steps else config), None
     warn(f"resuming from {state.get('path', latest)} at step {state['step']}")
+    for name in sorted(asked):
+        kept = getattr(state["config"], name, None)
+        if name != "steps" and kept is not None and kept != getattr(config, name):
+            warn(f"--{name.replace('_', '-')} {_shown(getattr(config, name))} is ignored: the run continues with "
+                 f"its checkpoint's {_shown(kept)} (start another --run-dir to change it)")
     return state["config"].replace(steps=steps or state["config"].steps), state
 
 
@@ -377,6 +388,7 @@ def _train(
     on_step: Callable[[int, dict[str, float] | None], None] | None = None,
     warn: Callable[[str], None] = lambda message: None,
     val_pairs: list[Pair] | None = None,
+    asked: frozenset[str] = frozenset(),
 ) -> Path:
     """Train, writing checkpoints, samples and metrics.jsonl under options.run_dir.
 
@@ -390,7 +402,7 @@ def _train(
     run_dir, device, group = options.run_dir, options.device, options.group
     main = group.main  # only the main process writes files
     latest = run_dir / "latest.pt"
-    config, state = _starting_point(config, run_dir, resume, steps, warn)
+    config, state = _starting_point(config, run_dir, resume, steps, warn, asked)
     dataset = training_set(config, pairs)
     dataset.check_sizes()
     try:

@@ -132,3 +132,14 @@ def test_keep_does_not_count_a_damaged_checkpoint(rain_pairs, tmp_path):
     assert load_checkpoint(path)["step"] == 3
     assert load_checkpoint(run_dir / "step-2.pt")["step"] == 2  # the good file survived the pruning
     assert any("not counting step-4.pt" in m for m in messages)
+
+
+def test_resume_names_each_setting_it_ignores(rain_pairs, tmp_path, run_pan):
+    common = ("train", "derain", "--data", rain_pairs, "--batch-size", "2", "--run-dir", tmp_path / "run")
+    assert run_pan(*common, "--steps", "2", "--image-size", "24", "-q").exit_code == 0
+    resumed = run_pan(*common, "--steps", "3", "--image-size", "32", "--lambda-pix", "7", "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "--image-size 32 is ignored: the run continues with its checkpoint's 24" in resumed.stderr
+    assert "--lambda-pix 7.0 is ignored" in resumed.stderr
+    assert "--batch-size" not in resumed.stderr  # the same value: nothing to say
+    assert load_checkpoint(tmp_path / "run" / "latest.pt")["config"].image_size == 24
