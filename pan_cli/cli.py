@@ -30,6 +30,7 @@ from pan_cli.networks import GENERATORS, build_discriminator, build_generator, c
 from pan_cli.options import MAX_SIDE, Finite, finite_floats, rain_options, settle_rain
 from pan_cli.progress import progress_bar, stderr_console
 from pan_cli.report import write_report
+from pan_cli.sizes import batchnorm_problem
 from pan_cli.tasks import TASKS, make_config
 from pan_cli.training import EXIT_INTERRUPTED, Interrupted, TrainOptions, pick_device, resolve_precision, train
 
@@ -205,6 +206,9 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
     asked = frozenset(name for name in settings if name in RunConfig.__dataclass_fields__
                       and context.get_parameter_source(name) == ParameterSource.COMMANDLINE)
     config = make_config(task, paper=paper, **settings)  # the rest are RunConfig settings; None = default
+    problem = batchnorm_problem(config)
+    if problem:
+        raise click.UsageError(problem)
     group, process_device = setup()  # torchrun: join the data-parallel group
     console = stderr_console(quiet or not group.main)
     if config.synthesize:

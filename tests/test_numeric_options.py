@@ -55,3 +55,17 @@ def test_fuzzed_numeric_options_never_trace_back_nor_pass_a_non_finite_value(run
             parsed.append(0.0)
     if not all(math.isfinite(v) for v in parsed):
         assert result.exit_code == 2, (option, text, result.stderr)
+
+
+@pytest.mark.parametrize("task, args", [("inpaint", ("--batch-size", "1")),
+                                        ("sketch2photo", ("--image-size", "64", "--batch-size", "1"))])
+def test_sizes_that_leave_batchnorm_one_value_are_refused_up_front(run_pan, tmp_path, task, args):
+    result = run_pan("train", task, "--data", tmp_path / "nowhere", *args, "-q")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert "leaves BatchNorm one value per channel" in result.stderr and "--batch-size 2 or more" in result.stderr
+
+
+def test_a_tiny_derain_crop_trains(run_pan, rain_pairs, tmp_path):
+    result = run_pan("train", "derain", "--data", rain_pairs, "--image-size", "8", "--steps", "1", "--batch-size", "2",
+                     "--run-dir", tmp_path / "run", "-q")
+    assert result.exit_code == 0, result.stderr
