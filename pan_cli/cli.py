@@ -14,7 +14,7 @@ import torch
 from click.core import ParameterSource
 
 from pan_cli import __version__
-from pan_cli.checkpoint import default_checkpoint, export_weights, is_run_checkpoint_name
+from pan_cli.checkpoint import PRETRAINED, default_checkpoint, export_weights, is_run_checkpoint_name
 from pan_cli.compare import compare
 from pan_cli.config import OBJECTIVES, RunConfig
 from pan_cli.data_commands import data_group
@@ -24,7 +24,7 @@ from pan_cli.datasets.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, write_rain_pa
 from pan_cli.distributed import setup
 from pan_cli.errors import PanError
 from pan_cli.evaluation import best_split, matching_files, render, score_files, score_model
-from pan_cli.inference import Predictor, collect_jobs, run_inference
+from pan_cli.inference import Predictor, collect_jobs, mark_output, run_inference
 from pan_cli.metrics import Settings
 from pan_cli.networks import GENERATORS, build_discriminator, build_generator, count_parameters
 from pan_cli.options import MAX_SIDE, Finite, finite_floats, rain_options, settle_rain
@@ -285,12 +285,17 @@ def infer_command(inputs, task, checkpoint, out_dir, mask, batch_size, device, f
     Each written path is printed on stdout; outputs keep the inputs' relative paths."""
     set_threads(threads)
     console = stderr_console(quiet)
-    checkpoint = checkpoint or default_checkpoint(task, lambda m: console.print(f"pan: {m}", highlight=False))
+    if checkpoint is None:
+        checkpoint = default_checkpoint(task, lambda m: console.print(f"pan: {m}", highlight=False))
+        if checkpoint != PRETRAINED.get(task):  # the shipped model is announced by default_checkpoint
+            console.print(f"pan: using {checkpoint}", highlight=False)
     predictor = Predictor.from_checkpoint(checkpoint, task, pick_device(device))
     if mask is not None and predictor.config.synthesize != "holes":
         raise PanError("--mask is for inpaint models")
     stdin = sys.stdin if "-" in inputs else ()
-    jobs = collect_jobs(inputs, out_dir, fmt, stdin, mask)
+    jobs = collect_jobs(inputs, out_dir, fmt, stdin, mask,
+                        on_skipped=lambda m: console.print(f"pan: {m}", highlight=False))
+    mark_output(out_dir)
     with progress_bar(console) as bar:
         job = bar.add_task(f"infer {task}", total=len(jobs), info="")
 

@@ -74,10 +74,28 @@ class Predictor:
         return self.net(x)[..., :height, :width].float().cpu()
 
 
+OUTPUT_MARK = ".pan-output"  # left in every folder `pan infer` writes to: never searched for inputs
+
+
+def mark_output(out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / OUTPUT_MARK).touch()
+
+
+def _output_folders(root: Path, out_dir: Path) -> list[Path]:
+    """The folders below the input folder `root` that hold outputs, not inputs: this run's
+    output folder and every folder an earlier `pan infer` wrote (marked with OUTPUT_MARK).
+    An output folder given itself as the input is taken: that was asked for."""
+    found = [mark.parent for mark in root.rglob(OUTPUT_MARK) if mark.parent != root]  # root: asked for
+    if out_dir.resolve().is_relative_to(root.resolve()) and out_dir.exists():
+        found.append(out_dir)
+    return sorted({folder.resolve() for folder in found})
+
 def collect_jobs(inputs: Sequence[str], out_dir: Path, fmt: str, stdin: Iterable[str] = (),
-                 masks: Path | None = None) -> list[Job]:
+                 masks: Path | None = None, on_skipped: Callable[[str], None] = lambda message: None) -> list[Job]:
     """Expand files, folders (recursively) and '-' (paths on stdin) into jobs, keeping each
-    folder's relative paths under out_dir. Refuses name collisions and writing over an input.
+    folder's relative paths under out_dir. Refuses name collisions and writing over an input;
+    a folder search never takes this run's or an earlier run's output folder as input.
     `masks` (inpainting) is one mask file for every input, or a folder with a mask of the same
     relative name (or, failing that, the same stem) for each input."""
     sources: list[tuple[Path, Path]] = []
@@ -92,7 +110,10 @@ def collect_jobs(inputs: Sequence[str], out_dir: Path, fmt: str, stdin: Iterable
             continue
         path = Path(item)
         if path.is_dir():
-            found = list_images(path)
+            outputs = _output_folders(path, out_dir)
+            for folder in outputs:
+                on_skipped(f"skipping {folder}/: a pan output folder, never an input")
+            found = [p for p in list_images(path) if not any(p.resolve().is_relative_to(o) for o in outputs)]
             if not found:
                 raise PanError(f"no images in folder {path}")
             sources += [(p, p.relative_to(path)) for p in found]

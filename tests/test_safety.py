@@ -263,3 +263,18 @@ def test_infer_with_stdout_closed_is_an_error_not_lost_paths(tmp_path, trained_c
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
     assert done.returncode == 1 and "stdout is closed" in done.stderr, done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_outputs_are_never_inputs_of_a_later_folder_search(tmp_path, trained_checkpoint, run_pan):
+    folder = tmp_path / "photos"
+    write_image(folder / "a.png", crop("rocket", 24, 32))
+    common = ("infer", "--task", "derain", "--checkpoint", trained_checkpoint, folder)
+    first = run_pan(*common, "-o", folder / "out")
+    assert first.exit_code == 0 and first.stdout.splitlines() == [str(folder / "out" / "a.png")]
+    again = run_pan(*common, "-o", folder / "out", "--overwrite")  # this run's own output folder
+    assert again.stdout.splitlines() == [str(folder / "out" / "a.png")] and "skipping" in again.stderr
+    other = run_pan(*common, "-o", folder / "out2")  # an earlier run's output folder
+    assert other.stdout.splitlines() == [str(folder / "out2" / "a.png")]
+    assert f"skipping {(folder / 'out').resolve()}/: a pan output folder" in other.stderr
+    direct = run_pan("infer", "--task", "derain", "--checkpoint", trained_checkpoint, folder / "out", "-o", tmp_path / "x")
+    assert direct.stdout.splitlines() == [str(tmp_path / "x" / "a.png")]  # asked for by name: taken
