@@ -58,14 +58,28 @@ def score_files(items: Iterable[tuple[str, Path, Path]], settings: Settings,
     for name, pred_path, ref_path in items:
         pred, ref = read_image(pred_path), read_image(ref_path)
         _check_size(pred, pred_path, ref, ref_path)
-        scores = score(ref, pred, settings)
+        mask = mask_path = None
         if masks is not None:
             if name not in by_name:
                 raise PanError(f"no mask for {name} in {masks}")
-            mask = read_mask(by_name[name])[None]
-            _check_size(mask, by_name[name], ref, ref_path)
-            scores.update(hole_scores(ref, pred, mask))
-        yield Row(name, scores)
+            mask_path = by_name[name]
+            mask = read_mask(mask_path)
+            _check_size(mask[None], mask_path, ref, ref_path)
+        yield Row(name, _scores(ref_path, ref, pred, settings, mask, mask_path))
+
+
+def _scores(ref_path: Path, reference: torch.Tensor, output: torch.Tensor, settings: Settings,
+            mask: torch.Tensor | None = None, mask_path: Path | None = None) -> dict[str, float]:
+    """score(), and hole_scores() with a mask; a problem is one PanError naming the file."""
+    try:
+        scores = score(reference, output, settings)
+    except ValueError as exc:
+        raise PanError(f"{ref_path}: {exc}") from None
+    if mask is not None:
+        if not mask.any():
+            raise PanError(f"{mask_path}: the mask marks no pixel (white = hole), so there is no hole to score")
+        scores.update(hole_scores(reference, output, mask[None]))
+    return scores
 
 
 def score_model(predictor: Predictor, pairs: Sequence[Pair], settings: Settings,
@@ -89,13 +103,10 @@ def score_model(predictor: Predictor, pairs: Sequence[Pair], settings: Settings,
             output = to_uint8(predictor(to_float(x)[None])[0])
         if save is not None:
             write_image(save / f"{pair.name}.png", output)
-        scores = score(y, output, settings)
-        if holes:
-            scores.update(hole_scores(y, output, mask[None]))
-        yield Row(pair.name, scores)
+        where = masks.get(pair.name, pair.a) if holes else None
+        yield Row(pair.name, _scores(pair.b or pair.a, y, output, settings, mask if holes else None, where))
         for method, fill_hole in (BASELINES.items() if holes and baselines else ()):
-            filled = fill_hole(x, mask)
-            yield Row(pair.name, {**score(y, filled, settings), **hole_scores(y, filled, mask[None])}, method)
+            yield Row(pair.name, _scores(pair.b or pair.a, y, fill_hole(x, mask), settings, mask, where), method)
 
 
 def _masks_beside(pairs: Sequence[Pair]) -> dict[str, Path]:

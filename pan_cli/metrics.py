@@ -62,6 +62,9 @@ def _psnr(ref: np.ndarray, out: np.ndarray, data_range: int) -> float:
     return float(peak_signal_noise_ratio(ref, out, data_range=data_range))
 
 
+SSIM_WINDOW = 11  # the Gaussian window (sigma 1.5, truncated at 3.5 sigma) papers use
+
+
 def _ssim(ref: np.ndarray, out: np.ndarray, data_range: int) -> float:
     return float(structural_similarity(ref, out, data_range=data_range, channel_axis=-1,
                                        gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
@@ -138,6 +141,9 @@ def score(reference: torch.Tensor, test: torch.Tensor, settings: Settings = RGB)
     if reference.shape != test.shape:
         raise ValueError(f"images differ in size: {tuple(reference.shape)} vs {tuple(test.shape)}")
     ref, out = prepare(reference, settings), prepare(test, settings)
+    if min(ref.shape[:2]) < SSIM_WINDOW:
+        raise ValueError(f"{ref.shape[1]}x{ref.shape[0]} (after any --crop-border) is smaller than SSIM's "
+                         f"{SSIM_WINDOW}x{SSIM_WINDOW} window: too small to score")
     return {
         "psnr": _psnr(ref, out, settings.data_range),
         "ssim": _ssim(ref, out, settings.data_range),

@@ -136,3 +136,25 @@ def test_mask_scores_only_the_hole(tmp_path, run_pan):
     assert rows[1]["psnr_hole"] == pytest.approx(10 * math.log10(255**2 / float(((hole - 128) ** 2).mean())))
     assert rows[1]["psnr_hole"] < rows[1]["psnr"]  # the whole image hides the damage behind good pixels
     assert rows[0]["psnr_hole"] == "inf"
+
+
+@pytest.mark.parametrize("side", [1, 5, 10])
+def test_images_too_small_to_score_are_one_line_naming_the_file(tmp_path, run_pan, side):
+    for folder, level in (("p", 100), ("r", 90)):
+        write_image(tmp_path / folder / "tiny.png", torch.full((3, side, side), level, dtype=torch.uint8))
+    result = run_pan("eval", "--pred", tmp_path / "p", "--ref", tmp_path / "r")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"pan: error: {tmp_path / 'r' / 'tiny.png'}: {side}x{side} (after any "
+                                     "--crop-border) is smaller than SSIM's 11x11 window: too small to score")
+
+
+def test_crop_border_past_the_image_and_an_empty_mask_name_the_file(tmp_path, run_pan):
+    pred, ref = two_folders(tmp_path)
+    result = run_pan("eval", "--pred", pred, "--ref", ref, "--crop-border", "500")
+    assert result.exit_code == 1 and "leaves nothing" in result.stderr and str(ref) in result.stderr
+    for name in ("astronaut", "rocket"):
+        write_image(tmp_path / "m" / f"{name}.png", torch.zeros(1, *read_image(ref / f"{name}.png").shape[1:],
+                                                                  dtype=torch.uint8))
+    empty = run_pan("eval", "--pred", pred, "--ref", ref, "--mask", tmp_path / "m")
+    assert empty.exit_code == 1 and "Traceback" not in empty.stderr
+    assert f"{tmp_path / 'm' / 'astronaut.png'}: the mask marks no pixel" in empty.stderr

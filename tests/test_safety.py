@@ -276,5 +276,6 @@ def test_outputs_are_never_inputs_of_a_later_folder_search(tmp_path, trained_che
     other = run_pan(*common, "-o", folder / "out2")  # an earlier run's output folder
     assert other.stdout.splitlines() == [str(folder / "out2" / "a.png")]
     assert f"skipping {(folder / 'out').resolve()}/: a pan output folder" in other.stderr
-    direct = run_pan("infer", "--task", "derain", "--checkpoint", trained_checkpoint, folder / "out", "-o", tmp_path / "x")
+    direct = run_pan("infer", "--task", "derain", "--checkpoint", trained_checkpoint, folder / "out",
+                     "-o", tmp_path / "x")
     assert direct.stdout.splitlines() == [str(tmp_path / "x" / "a.png")]  # asked for by name: taken
