@@ -61,8 +61,12 @@ def read_image(path: Path, channels: int = 3, max_pixels: int | None = None) -> 
     try:
         if path.stat().st_size == 0:
             raise ImageReadError(f"{path}: empty file (0 bytes)")
-        with Image.open(path) as image, warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with warnings.catch_warnings():  # entered before open(): Pillow warns while opening
+            # with our own limit the caller has decided what is too large; without one, Pillow's
+            # warning threshold refuses the file
+            warnings.simplefilter("ignore" if max_pixels is not None else "error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             if max_pixels is not None and image.width * image.height > max_pixels:
                 raise ImageReadError(
                     f"{path}: {image.width}x{image.height} is over the limit of {max_pixels} pixels"

@@ -25,6 +25,7 @@ from pan_cli.distributed import setup
 from pan_cli.errors import PanError
 from pan_cli.evaluation import best_split, matching_files, render, score_files, score_model
 from pan_cli.inference import Predictor, collect_jobs, mark_output, run_inference
+from pan_cli.memory import max_pixels as memory_max_pixels
 from pan_cli.metrics import Settings
 from pan_cli.networks import GENERATORS, build_discriminator, build_generator, count_parameters
 from pan_cli.options import MAX_SIDE, Finite, finite_floats, rain_options, settle_rain
@@ -34,6 +35,7 @@ from pan_cli.sizes import batchnorm_problem
 from pan_cli.tasks import TASKS, make_config
 from pan_cli.training import EXIT_INTERRUPTED, Interrupted, TrainOptions, pick_device, resolve_precision, train
 
+PILLOW_LIMIT = 178_956_970  # Pillow's own decompression-bomb error threshold
 EXIT_PARTIAL = 3  # some inputs failed, the rest were written
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a Unix tool killed by it: the reader closed the pipe
 
@@ -273,8 +275,9 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
 @click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="A bad input: report it and go on, or stop.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=178_956_970, show_default=True,
-              help="Refuse larger images (decompression bombs).")
+@click.option("--max-pixels", type=click.IntRange(min=1),
+              help="Refuse larger images (decompression bombs, photos too large to run whole). Default: what "
+                   "the memory free now allows for the model, at most 178956970.")
 @click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's choice).")
 @click.option("-q", "--quiet", is_flag=True, help="Only data on stdout and errors on stderr.")
@@ -292,6 +295,9 @@ def infer_command(inputs, task, checkpoint, out_dir, mask, batch_size, device, f
     predictor = Predictor.from_checkpoint(checkpoint, task, pick_device(device))
     if mask is not None and predictor.config.synthesize != "holes":
         raise PanError("--mask is for inpaint models")
+    if max_pixels is None:
+        max_pixels = min(PILLOW_LIMIT, memory_max_pixels(predictor.net, predictor.config.in_channels,
+                                                         predictor.device))
     stdin = sys.stdin if "-" in inputs else ()
     jobs = collect_jobs(inputs, out_dir, fmt, stdin, mask,
                         on_skipped=lambda m: console.print(f"pan: {m}", highlight=False))

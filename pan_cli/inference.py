@@ -252,13 +252,41 @@ def run_inference(
         summary.written.append(jobs[index].output)
         on_written(jobs[index].output)
 
+    def out_of_memory(indices: list[int], shape: torch.Size, exc: RuntimeError) -> bool:
+        """Report each image of a batch that ran out of memory (and go on, unless on_error says
+        stop); False for any other error."""
+        if "memory" not in str(exc) and "alloc" not in str(exc):
+            return False
+        for index in indices:
+            message = (f"{jobs[index].source}: {shape[-1]}x{shape[-2]} needs more memory than is free "
+                       "(give a smaller image, or --batch-size 1)")
+            summary.failed.append(message)
+            on_failed(message)
+        return True
+
     decoded = _decoded(loader, summary, on_error, on_failed)
     if holes:  # one image at a time: each has its own holes
         for index, (image, mask) in decoded:
-            write(index, inpaint(predictor, image, mask))
+            try:
+                filled = inpaint(predictor, image, mask)
+            except RuntimeError as exc:
+                if not out_of_memory([index], image.shape, exc):
+                    raise
+                if on_error == "fail":
+                    break
+                continue
+            write(index, filled)
     else:
         for indices, batch in _batches(decoded, batch_size):
-            for index, image in zip(indices, predictor(batch)):
+            try:
+                results = predictor(batch)
+            except RuntimeError as exc:
+                if not out_of_memory(indices, batch.shape, exc):
+                    raise
+                if on_error == "fail":
+                    break
+                continue
+            for index, image in zip(indices, results):
                 write(index, to_uint8(image))
     summary.seconds = time.perf_counter() - began
     return summary

@@ -279,3 +279,35 @@ def test_outputs_are_never_inputs_of_a_later_folder_search(tmp_path, trained_che
     direct = run_pan("infer", "--task", "derain", "--checkpoint", trained_checkpoint, folder / "out",
                      "-o", tmp_path / "x")
     assert direct.stdout.splitlines() == [str(tmp_path / "x" / "a.png")]  # asked for by name: taken
+
+
+def test_a_tiny_file_that_decodes_to_100_megapixels_fails_alone_in_one_line(tmp_path, trained_checkpoint, run_pan):
+    (tmp_path / "in").mkdir()
+    Image.new("1", (10000, 10000)).save(tmp_path / "in" / "bomb.png")
+    assert (tmp_path / "in" / "bomb.png").stat().st_size < 50_000
+    write_image(tmp_path / "in" / "fine.png", crop("rocket", 24, 32))
+    result = run_pan("infer", "--task", "derain", "--checkpoint", trained_checkpoint, tmp_path / "in",
+                     "-o", tmp_path / "out")
+    assert result.exit_code == 3, result.stderr  # some inputs failed, the others were written
+    assert result.stdout.splitlines() == [str(tmp_path / "out" / "fine.png")]
+    assert "Warning" not in result.stderr and "Traceback" not in result.stderr
+    assert f"{tmp_path / 'in' / 'bomb.png'}: 10000x10000 is over the limit of" in result.stderr
+
+
+def test_an_image_that_runs_out_of_memory_fails_alone(tmp_path, trained_checkpoint, run_pan, monkeypatch):
+    from pan_cli.inference import Predictor
+
+    run = Predictor.__call__
+
+    def small_memory(self, batch):
+        if batch.shape[-1] > 40:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory")
+        return run(self, batch)
+
+    monkeypatch.setattr(Predictor, "__call__", small_memory)
+    write_image(tmp_path / "in" / "big.png", crop("rocket", 48, 64))
+    write_image(tmp_path / "in" / "small.png", crop("rocket", 24, 32))
+    result = run_pan("infer", "--task", "derain", "--checkpoint", trained_checkpoint, tmp_path / "in",
+                     "-o", tmp_path / "out", "--batch-size", "1")
+    assert result.exit_code == 3 and result.stdout.splitlines() == [str(tmp_path / "out" / "small.png")]
+    assert f"{tmp_path / 'in' / 'big.png'}: 64x48 needs more memory than is free" in result.stderr

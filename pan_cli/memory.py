@@ -1,0 +1,69 @@
+"""How many pixels an image may have for a model to run on it whole on this machine.
+
+A stride-1 generator keeps full-resolution feature maps for every layer: about 1.7 KB per
+pixel for `idcgan`, so a 12-megapixel photo took 20.7 GB. The default `--max-pixels` of
+`pan infer` is therefore derived from the memory free now and the model's activation bytes per
+pixel (traced on the meta device: no memory, no arithmetic), so a photo that cannot fit is
+refused in one line before it is decoded rather than failing inside the allocator.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import weakref
+
+import torch
+from torch import nn
+
+TRACE_SIDE = 64
+HEADROOM = 0.7  # of the free memory: the decoded image, the output and the allocator need the rest
+
+
+def free_bytes(device: torch.device) -> int:
+    """Memory free now on `device` (CPU: MemAvailable, else the physical pages free)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30  # no way to ask: assume a modest machine
+
+
+def activation_bytes_per_pixel(net: nn.Module, in_channels: int) -> float:
+    """Peak bytes of layer outputs alive at once, per input pixel (fp32), found by running a
+    meta-device copy and following each output's lifetime: skip connections stay alive, the
+    rest are freed as the forward pass moves on (as they are in real inference)."""
+    clone = copy.deepcopy(net).to("meta")
+    live = peak = 0
+
+    def freed(size: int) -> None:
+        nonlocal live
+        live -= size
+
+    def count(module: nn.Module, inputs: object, output: object) -> None:
+        nonlocal live, peak
+        if isinstance(output, torch.Tensor) and not any(output is i for i in inputs):  # in-place: no new memory
+            size = output.numel() * 4
+            live += size
+            peak = max(peak, live)
+            weakref.finalize(output, freed, size)
+
+    for module in clone.modules():
+        if not list(module.children()):
+            module.register_forward_hook(count)
+    with torch.inference_mode():
+        clone(torch.empty(1, in_channels, TRACE_SIDE, TRACE_SIDE, device="meta"))
+    return peak / TRACE_SIDE**2
+
+
+def max_pixels(net: nn.Module, in_channels: int, device: torch.device) -> int:
+    """The largest image (in pixels) `net` can run on whole with the memory free now."""
+    return max(1, int(free_bytes(device) * HEADROOM / activation_bytes_per_pixel(net, in_channels)))
