@@ -24,7 +24,7 @@ from pan_cli.datasets.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, write_rain_pa
 from pan_cli.distributed import setup
 from pan_cli.errors import PanError
 from pan_cli.evaluation import best_split, matching_files, render, score_files, score_model
-from pan_cli.inference import Predictor, collect_jobs, mark_output, run_inference
+from pan_cli.inference import Predictor, collect_jobs, mark_output, run_inference, stdin_paths
 from pan_cli.memory import max_pixels as memory_max_pixels
 from pan_cli.metrics import Settings
 from pan_cli.networks import GENERATORS, build_discriminator, build_generator, count_parameters
@@ -280,9 +280,11 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
                    "the memory free now allows for the model, at most 178956970.")
 @click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's choice).")
+@click.option("-0", "--null", is_flag=True,
+              help="Paths on stdin ('-') and on stdout end with NUL, not a newline (find -print0, xargs -0).")
 @click.option("-q", "--quiet", is_flag=True, help="Only data on stdout and errors on stderr.")
 def infer_command(inputs, task, checkpoint, out_dir, mask, batch_size, device, fmt, on_error, overwrite,
-                  max_pixels, workers, threads, quiet) -> None:
+                  max_pixels, workers, threads, null, quiet) -> None:
     """Run a trained model over image files, folders, or '-' (paths on stdin).
 
     Each written path is printed on stdout; outputs keep the inputs' relative paths."""
@@ -298,7 +300,7 @@ def infer_command(inputs, task, checkpoint, out_dir, mask, batch_size, device, f
     if max_pixels is None:
         max_pixels = min(PILLOW_LIMIT, memory_max_pixels(predictor.net, predictor.config.in_channels,
                                                          predictor.device))
-    stdin = sys.stdin if "-" in inputs else ()
+    stdin = stdin_paths(sys.stdin.buffer, null) if "-" in inputs else ()
     jobs = collect_jobs(inputs, out_dir, fmt, stdin, mask,
                         on_skipped=lambda m: console.print(f"pan: {m}", highlight=False))
     mark_output(out_dir)
@@ -306,7 +308,9 @@ def infer_command(inputs, task, checkpoint, out_dir, mask, batch_size, device, f
         job = bar.add_task(f"infer {task}", total=len(jobs), info="")
 
         def written(path: Path) -> None:
-            click.echo(str(path))
+            click.echo(str(path), nl=not null)
+            if null:
+                click.echo("\0", nl=False)
             bar.advance(job)
 
         def failed(message: str) -> None:

@@ -7,10 +7,11 @@ however many inputs there are. The checkpoint alone decides the architecture.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import IO, Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -91,6 +92,17 @@ def _output_folders(root: Path, out_dir: Path) -> list[Path]:
         found.append(out_dir)
     return sorted({folder.resolve() for folder in found})
 
+def stdin_paths(stream: IO[bytes], null: bool) -> Iterator[str]:
+    """Paths read from stdin: NUL-separated (`find -print0`), or one per line with only the line
+    end cut, so a name may start or end with spaces."""
+    if null:
+        for name in stream.read().split(b"\0"):
+            yield os.fsdecode(name)
+        return
+    for line in stream:
+        yield os.fsdecode(line.rstrip(b"\n").rstrip(b"\r"))
+
+
 def collect_jobs(inputs: Sequence[str], out_dir: Path, fmt: str, stdin: Iterable[str] = (),
                  masks: Path | None = None, on_skipped: Callable[[str], None] = lambda message: None) -> list[Job]:
     """Expand files, folders (recursively) and '-' (paths on stdin) into jobs, keeping each
@@ -101,8 +113,7 @@ def collect_jobs(inputs: Sequence[str], out_dir: Path, fmt: str, stdin: Iterable
     sources: list[tuple[Path, Path]] = []
     for item in inputs:
         if item == "-":
-            for line in stdin:
-                line = line.strip()
+            for line in stdin:  # one path each, already split (see stdin_paths)
                 if line:
                     path = Path(line)
                     keep = not path.is_absolute() and ".." not in path.parts

@@ -51,6 +51,21 @@ def test_infer_reads_paths_from_stdin(checkpoint, tmp_path, run_pan, monkeypatch
     assert result.stdout.splitlines() == ["out/photos/a.png", "out/photos/sub/b.png"]
 
 
+def test_infer_takes_and_prints_nul_separated_paths_and_keeps_spaces_in_names(checkpoint, tmp_path, run_pan,
+                                                                              monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    names = [" lead.png", "new\nline.png"]  # a leading space and a newline: both legal in a file name
+    for name in names:
+        write_image(tmp_path / "in" / name, crop("coffee"))
+    result = run_pan("infer", "--task", "derain", "--checkpoint", checkpoint, "-", "-o", "out", "-0",
+                     input="".join(f"in/{name}\0" for name in names))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.split("\0") == [f"out/in/{name}" for name in names] + [""]
+    assert all((tmp_path / "out" / "in" / name).is_file() for name in names)
+    lines = run_pan("infer", "--task", "derain", "--checkpoint", checkpoint, "-", "-o", "out2", input="in/ lead.png\n")
+    assert lines.exit_code == 0 and lines.stdout == "out2/in/ lead.png\n"  # only the line end is cut
+
+
 def test_infer_uses_the_runs_latest_checkpoint_by_default(checkpoint, tmp_path, run_pan, monkeypatch):
     (tmp_path / "runs" / "derain").mkdir(parents=True)
     (tmp_path / "runs" / "derain" / "latest.pt").write_bytes(checkpoint.read_bytes())
