@@ -34,9 +34,36 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Every image below `folder`, recursively, in a stable order."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p))
+def list_files(folder: Path) -> list[Path]:
+    """Every file below `folder`, recursively, following symlinked folders (each real folder
+    once, so a link cycle ends), in a stable order."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        found += [Path(root) / name for name in files if os.path.isfile(os.path.join(root, name))]
+    return sorted(found)
+
+
+def list_images(folder: Path, on_skipped: Callable[[str], None] | None = None) -> list[Path]:
+    """Every image below `folder` (see list_files); `on_skipped` hears, once per kind, what
+    other files were passed over and why."""
+    images, others = [], {}
+    for path in list_files(folder):
+        if is_image_path(path):
+            images.append(path)
+        elif not path.name.startswith("."):
+            others.setdefault(path.suffix.lower() or "(no extension)", []).append(path)
+    if on_skipped is not None:
+        for suffix, paths in sorted(others.items()):
+            kind = "GIF (animation) is not read" if suffix == ".gif" else "not an image format pan reads"
+            on_skipped(f"skipping {len(paths)} {suffix} file{'s' if len(paths) > 1 else ''} in {folder} "
+                       f"({kind}), e.g. {paths[0]}")
+    return images
 
 
 def _to_uint8(image: Image.Image) -> np.ndarray:

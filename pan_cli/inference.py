@@ -124,7 +124,8 @@ def collect_jobs(inputs: Sequence[str], out_dir: Path, fmt: str, stdin: Iterable
             outputs = _output_folders(path, out_dir)
             for folder in outputs:
                 on_skipped(f"skipping {folder}/: a pan output folder, never an input")
-            found = [p for p in list_images(path) if not any(p.resolve().is_relative_to(o) for o in outputs)]
+            found = [p for p in list_images(path, on_skipped)
+                     if not any(p.resolve().is_relative_to(o) for o in outputs)]
             if not found:
                 raise PanError(f"no images in folder {path}")
             sources += [(p, p.relative_to(path)) for p in found]

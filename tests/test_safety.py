@@ -311,3 +311,19 @@ def test_an_image_that_runs_out_of_memory_fails_alone(tmp_path, trained_checkpoi
                      "-o", tmp_path / "out", "--batch-size", "1")
     assert result.exit_code == 3 and result.stdout.splitlines() == [str(tmp_path / "out" / "small.png")]
     assert f"{tmp_path / 'in' / 'big.png'}: 64x48 needs more memory than is free" in result.stderr
+
+
+def test_skipped_files_are_named_and_symlinked_folders_followed(tmp_path, trained_checkpoint, run_pan):
+    write_image(tmp_path / "in" / "a.png", crop("rocket", 24, 32))
+    Image.new("RGB", (32, 24)).save(tmp_path / "in" / "anim.gif")
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    write_image(tmp_path / "elsewhere" / "c.png", crop("coffee", 24, 32))
+    (tmp_path / "in" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere" / "loop").symlink_to(tmp_path / "elsewhere", target_is_directory=True)  # a cycle
+    result = run_pan("infer", "--task", "derain", "--checkpoint", trained_checkpoint, tmp_path / "in",
+                     "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == [str(tmp_path / "out" / "a.png"),
+                                                  str(tmp_path / "out" / "linked" / "c.png")]
+    assert "skipping 1 .gif file" in result.stderr and "GIF (animation) is not read" in result.stderr
+    assert "skipping 1 .txt file" in result.stderr and "notes.txt" in result.stderr
