@@ -86,6 +86,10 @@ def read_image(path: Path, channels: int = 3, max_pixels: int | None = None) -> 
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, not {channels}")
     try:
+        if path.is_dir():
+            raise ImageReadError(f"{path}: a folder, not an image file")
+        if not path.is_file():
+            raise ImageReadError(f"{path}: not a regular file (a pipe or device); pan reads image files")
         if path.stat().st_size == 0:
             raise ImageReadError(f"{path}: empty file (0 bytes)")
         with warnings.catch_warnings():  # entered before open(): Pillow warns while opening
@@ -146,13 +150,28 @@ def to_float(image: torch.Tensor) -> torch.Tensor:
     return image.float().div(127.5).sub(1.0)
 
 
+def _first_file(folder: Path) -> Path:
+    """The first ancestor of `folder` (itself included) that exists and is not a folder."""
+    for parent in [folder, *folder.parents]:
+        if parent.exists():
+            return parent if not parent.is_dir() else folder
+    return folder
+
+
 def atomic_write(path: Path, write: Callable) -> None:
     """Call write(file) on a temporary file beside `path`, then rename it over `path`.
 
     An interrupted write leaves `path` as it was (absent or the previous complete file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise PanError(f"{path} is a folder; give a file name to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except FileExistsError:
+        raise PanError(f"cannot write {path}: {_first_file(path.parent)} is a file, not a folder") from None
+    except OSError as exc:  # name the file asked for, not the temporary one beside it
+        raise PanError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as handle:

@@ -47,6 +47,9 @@ def link_latest(step_file: Path, latest: Path) -> None:
 def load_checkpoint(path: Path, task: str | None = None) -> dict[str, Any]:
     """Load and validate a checkpoint; any problem is one PanError naming the file."""
     path = Path(path)
+    if path.is_dir():
+        inside = "latest.pt" if (path / "latest.pt").is_file() else "FILE.pt"
+        raise PanError(f"checkpoint {path} is a folder; give the checkpoint file in it (e.g. {path / inside})")
     if not path.is_file():
         raise PanError(f"checkpoint {path} does not exist")
     try:

@@ -79,6 +79,8 @@ OUTPUT_MARK = ".pan-output"  # left in every folder `pan infer` writes to: never
 
 
 def mark_output(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PanError(f"-o {out_dir} is a file; give a folder for the outputs")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / OUTPUT_MARK).touch()
 

@@ -327,3 +327,19 @@ def test_skipped_files_are_named_and_symlinked_folders_followed(tmp_path, traine
                                                   str(tmp_path / "out" / "linked" / "c.png")]
     assert "skipping 1 .gif file" in result.stderr and "GIF (animation) is not read" in result.stderr
     assert "skipping 1 .txt file" in result.stderr and "notes.txt" in result.stderr
+
+
+def test_messages_name_the_thing_that_is_wrong(tmp_path, trained_checkpoint, run_pan):
+    write_image(tmp_path / "a.png", crop("rocket", 24, 32))
+    (tmp_path / "afile").write_text("x")
+    common = ("infer", "--task", "derain", "--checkpoint")
+    to_file = run_pan(*common, trained_checkpoint, tmp_path / "a.png", "-o", tmp_path / "afile")
+    assert to_file.stderr.strip() == f"pan: error: -o {tmp_path / 'afile'} is a file; give a folder for the outputs"
+    folder = run_pan(*common, tmp_path, tmp_path / "a.png", "-o", tmp_path / "o")
+    assert folder.exit_code == 1 and "is a folder; give the checkpoint file in it" in folder.stderr
+    os.mkfifo(tmp_path / "pipe.png")
+    fifo = run_pan(*common, trained_checkpoint, tmp_path / "pipe.png", "-o", tmp_path / "o2")
+    assert "pipe.png: not a regular file (a pipe or device)" in fifo.stderr
+    export = run_pan("export", trained_checkpoint, "-o", tmp_path / "afile" / "model.pt")
+    assert export.stderr.strip() == (f"pan: error: cannot write {tmp_path / 'afile' / 'model.pt'}: "
+                                     f"{tmp_path / 'afile'} is a file, not a folder")
