@@ -222,6 +222,9 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
         pairs = find_pairs(layout, "train")
         val_pairs = find_pairs(layout, "val") if "val" in layout.splits else None
         console.print(f"data: {layout.describe()}; {len(pairs)} training pairs", highlight=False)
+        if layout.kind == "aligned" and TASKS[task].synthesizer:
+            console.print(f"pan: warning: each image in {data} is read as an input|target pair side by side; if "
+                          "they are plain photos, add --synthesize to make the inputs from them", highlight=False)
     if val_data is not None:
         val_layout = detect_layout(val_data)
         val_pairs = find_pairs(val_layout, best_split(val_layout.splits))

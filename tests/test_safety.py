@@ -343,3 +343,15 @@ def test_messages_name_the_thing_that_is_wrong(tmp_path, trained_checkpoint, run
     export = run_pan("export", trained_checkpoint, "-o", tmp_path / "afile" / "model.pt")
     assert export.stderr.strip() == (f"pan: error: cannot write {tmp_path / 'afile' / 'model.pt'}: "
                                      f"{tmp_path / 'afile'} is a file, not a folder")
+
+
+def test_plain_photos_without_synthesize_get_a_warning(tmp_path, run_pan):
+    for name in ("rocket", "coffee"):
+        write_image(tmp_path / "photos" / f"{name}.png", crop(name, 48, 64))
+    result = run_pan("train", "derain", "--data", tmp_path / "photos", "--steps", "1", "--image-size", "24",
+                     "--batch-size", "2", "--run-dir", tmp_path / "run")
+    assert result.exit_code == 0, result.stderr
+    assert "is read as an input|target pair side by side" in result.stderr and "add --synthesize" in result.stderr
+    synthesized = run_pan("train", "derain", "--synthesize", "--data", tmp_path / "photos", "--steps", "1",
+                          "--image-size", "24", "--batch-size", "2", "--run-dir", tmp_path / "run2")
+    assert synthesized.exit_code == 0 and "side by side" not in synthesized.stderr
