@@ -63,7 +63,8 @@ def load_pair(pair: Pair, direction: str, channels: tuple[int, int] = (3, 3)) ->
 def crop_problem(path: Path, width: int, height: int, crop: int) -> str | None:
     """What is wrong with an image of this size for a crop x crop training crop, if anything."""
     if min(height, width) < crop:
-        return f"{path} is {width}x{height}, smaller than the {crop}x{crop} training crop (train with a smaller --image-size)"
+        return (f"{path} is {width}x{height}, smaller than the {crop}x{crop} training crop "
+                "(train with a smaller --image-size)")
     return None
 
 
