@@ -124,6 +124,20 @@ def read_image(path: Path, channels: int = 3, max_pixels: int | None = None) -> 
     return torch.from_numpy(np.array(array, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
 
+MULTI_FRAME = (".tif", ".tiff", ".webp")  # formats that may hold several pages or frames
+
+
+def frame_count(path: Path) -> int:
+    """Pages (TIFF) or frames (animated WebP) in the file, from its headers; 1 when unreadable."""
+    if Path(path).suffix.lower() not in MULTI_FRAME:
+        return 1
+    try:
+        with Image.open(path) as image:
+            return int(getattr(image, "n_frames", 1))
+    except Exception:  # noqa: BLE001 - the decoder reports a bad file properly later
+        return 1
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """(height, width) from the file's header, without decoding the pixels."""
     try:

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from pan_cli.checkpoint import load_checkpoint
 from pan_cli.config import RunConfig
 from pan_cli.datasets.holes import read_mask
-from pan_cli.datasets.images import is_image_path, list_images, to_float, to_uint8, write_image
+from pan_cli.datasets.images import frame_count, is_image_path, list_images, to_float, to_uint8, write_image
 from pan_cli.datasets.labels import read_input
 from pan_cli.datasets.layout import images_by_name
 from pan_cli.errors import PanError
@@ -137,6 +137,9 @@ def collect_jobs(inputs: Sequence[str], out_dir: Path, fmt: str, stdin: Iterable
             raise PanError(f"input {path} does not exist")
     if not sources:
         raise PanError("no inputs: give image files, folders, or - to read paths from stdin")
+    for source, _ in sources:
+        if (pages := frame_count(source)) > 1:
+            on_skipped(f"{source}: {pages} pages or frames; only the first is read")
     jobs, seen = [], {}
     find_mask = _mask_finder(masks)
     inputs_resolved = {source.resolve() for source, _ in sources}

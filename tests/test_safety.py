@@ -355,3 +355,13 @@ def test_plain_photos_without_synthesize_get_a_warning(tmp_path, run_pan):
     synthesized = run_pan("train", "derain", "--synthesize", "--data", tmp_path / "photos", "--steps", "1",
                           "--image-size", "24", "--batch-size", "2", "--run-dir", tmp_path / "run2")
     assert synthesized.exit_code == 0 and "side by side" not in synthesized.stderr
+
+
+def test_pages_after_the_first_are_named_not_dropped_silently(tmp_path, trained_checkpoint, run_pan):
+    (tmp_path / "in").mkdir()
+    pages = [Image.new("RGB", (32, 24), colour) for colour in ("red", "green", "blue")]
+    pages[0].save(tmp_path / "in" / "scan.tif", save_all=True, append_images=pages[1:])
+    result = run_pan("infer", "--task", "derain", "--checkpoint", trained_checkpoint, tmp_path / "in",
+                     "-o", tmp_path / "out")
+    assert result.exit_code == 0 and result.stdout.splitlines() == [str(tmp_path / "out" / "scan.png")]
+    assert f"{tmp_path / 'in' / 'scan.tif'}: 3 pages or frames; only the first is read" in result.stderr
