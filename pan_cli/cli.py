@@ -24,11 +24,12 @@ from pan_cli.datasets.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, write_rain_pa
 from pan_cli.distributed import setup
 from pan_cli.errors import PanError
 from pan_cli.evaluation import best_split, matching_files, render, score_files, score_model
-from pan_cli.inference import Predictor, collect_jobs, mark_output, run_inference, stdin_paths
+from pan_cli.inference import Predictor, check_output_folder, collect_jobs, mark_output, run_inference, stdin_paths
 from pan_cli.memory import max_pixels as memory_max_pixels
 from pan_cli.metrics import Settings
 from pan_cli.networks import GENERATORS, build_discriminator, build_generator, count_parameters
 from pan_cli.options import MAX_SIDE, Finite, finite_floats, rain_options, settle_rain
+from pan_cli.output import emit
 from pan_cli.progress import progress_bar, stderr_console
 from pan_cli.report import write_report
 from pan_cli.sizes import batchnorm_problem
@@ -129,7 +130,7 @@ def tasks_command(verbose: bool) -> None:
         if verbose:
             line += (f" T_params={count_parameters(build_generator(config))}"
                      f" D_params={count_parameters(build_discriminator(config))}")
-        click.echo(line)
+        emit(line)
 
 
 @cli.command("train", cls=TaskCommand)
@@ -260,7 +261,7 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
                       warn=lambda message: console.print(f"pan: {message}", highlight=False), asked=asked)
     console.print(f"done: checkpoint {final}", highlight=False)
     if group.main:
-        click.echo(str(final))
+        emit(str(final))
 
 
 @cli.command("infer")
@@ -306,14 +307,16 @@ def infer_command(inputs, task, checkpoint, out_dir, mask, batch_size, device, f
     stdin = stdin_paths(sys.stdin.buffer, null) if "-" in inputs else ()
     jobs = collect_jobs(inputs, out_dir, fmt, stdin, mask,
                         on_skipped=lambda m: console.print(f"pan: {m}", highlight=False))
-    mark_output(out_dir)
+    check_output_folder(out_dir)
+    marked: list[bool] = []
     with progress_bar(console) as bar:
         job = bar.add_task(f"infer {task}", total=len(jobs), info="")
 
         def written(path: Path) -> None:
-            click.echo(str(path), nl=not null)
-            if null:
-                click.echo("\0", nl=False)
+            if not marked:
+                mark_output(out_dir)
+                marked.append(True)
+            emit(str(path), "\0" if null else "\n")
             bar.advance(job)
 
         def failed(message: str) -> None:
@@ -370,7 +373,7 @@ def eval_command(pred, ref, mask, task, checkpoint, data, split, save, channel, 
         rows = list(score_model(predictor, pairs, settings, save, baselines=not no_baselines))
     else:
         raise click.UsageError("give --pred and --ref, or --task and --data")
-    click.echo(render(rows, settings, "json" if as_json else "csv" if as_csv else "table"), nl=False)
+    emit(render(rows, settings, "json" if as_json else "csv" if as_csv else "table"), end="")
 
 
 @cli.command("compare")
@@ -430,7 +433,7 @@ def compare_command(task, data, out, objectives, seeds, steps, image_size, batch
               f"{table}\n\n![grid](grid.png)\n\ngrid.png: one row per scored image: input | "
               f"{' | '.join(names)} (equal wall-clock, seed {seed_list[0]}) | target\n")
     (out / "report.md").write_text(report)
-    click.echo(table)
+    emit(table)
 
 
 @cli.command("report")
@@ -439,7 +442,7 @@ def report_command(run_dir: Path) -> None:
     """Plot a run's losses and validation scores (report.png) and write report.html with the
     sample grids; prints both paths."""
     for path in write_report(run_dir):
-        click.echo(str(path))
+        emit(str(path))
 
 
 cli.add_command(data_group)
@@ -462,7 +465,7 @@ def export_command(checkpoint: Path, out: Path, overwrite: bool) -> None:
     if out.exists() and not overwrite:
         raise PanError(f"-o {out} exists; give --overwrite to replace it")
     export_weights(checkpoint, out)
-    click.echo(str(out))
+    emit(str(out))
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from pan_cli.datasets.photos import HELD_OUT_PHOTOS, MORE_PHOTOS, TRAIN_PHOTOS, 
 from pan_cli.datasets.synthesized import rain_model
 from pan_cli.errors import PanError
 from pan_cli.options import rain_options, settle_rain
+from pan_cli.output import emit
 from pan_cli.progress import stderr_console
 from pan_cli.tasks import TASKS, make_config
 
@@ -29,7 +30,7 @@ def data_group() -> None:
 def photos_command(out: Path, held_out: bool) -> None:
     """Write the photos that ship with scikit-image as PNG files (prints their paths)."""
     for path in write_photos(out, HELD_OUT_PHOTOS if held_out else TRAIN_PHOTOS + MORE_PHOTOS):
-        click.echo(str(path))
+        emit(str(path))
 
 
 @data_group.command("make")
@@ -62,7 +63,7 @@ def make_command(task, origin, out, split_text, seed, size, draws, holes, quiet,
     rain_config = make_config("derain", **ranges)
     made = make_dataset(task, photo_sources(origin), out, fractions, seed,
                         TASKS[task].make_size if size is None else size, draws, rain_model(rain_config), holes,
-                        on_written=lambda path: click.echo(str(path)))
+                        on_written=lambda path: emit(str(path)))
     for split, count in made.counts.items():
         console.print(f"{split or 'pairs'}: {count} pairs from {made.photos[split]} photos", highlight=False)
 
@@ -79,7 +80,7 @@ def check_command(folder: Path, task: str | None) -> None:
         min_size = 0 if config.load_size >= config.image_size else config.image_size
     report = check_dataset(folder, min_size)
     for line in report.lines():
-        click.echo(line)
+        emit(line)
     if report.problems:
         click.echo(f"pan: error: {folder}: {len(report.problems)} problems (listed on stdout)", err=True)
         sys.exit(1)

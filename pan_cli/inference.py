@@ -78,10 +78,14 @@ class Predictor:
 OUTPUT_MARK = ".pan-output"  # left in every folder `pan infer` writes to: never searched for inputs
 
 
-def mark_output(out_dir: Path) -> None:
+def check_output_folder(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise PanError(f"-o {out_dir} is a file; give a folder for the outputs")
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def mark_output(out_dir: Path) -> None:
+    """Mark a folder outputs were written to (called once the first one lands: a run that
+    writes nothing leaves no folder behind)."""
     (out_dir / OUTPUT_MARK).touch()
 
 

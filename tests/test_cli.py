@@ -202,7 +202,7 @@ def test_epochs_sets_the_step_count_from_the_dataset_size(rain_pairs, tmp_path, 
 def test_usage_errors_exit_2(run_pan, tmp_path):
     assert run_pan("train", "nosuchtask", "--data", tmp_path).exit_code == 2
     result = run_pan("train", "derain", "--data", tmp_path, "--lambdas", "1,2")
-    assert result.exit_code == 2 and "needs 4 weights" in result.stderr
+    assert result.exit_code == 2 and "needs 4 numbers" in result.stderr
 
 
 def test_tasks_lists_every_task_with_parameter_counts(run_pan):

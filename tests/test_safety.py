@@ -365,3 +365,12 @@ def test_pages_after_the_first_are_named_not_dropped_silently(tmp_path, trained_
                      "-o", tmp_path / "out")
     assert result.exit_code == 0 and result.stdout.splitlines() == [str(tmp_path / "out" / "scan.png")]
     assert f"{tmp_path / 'in' / 'scan.tif'}: 3 pages or frames; only the first is read" in result.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_stdout_is_named_as_stdout(tmp_path, trained_checkpoint):
+    write_image(tmp_path / "a.png", crop("rocket", 24, 32))
+    command = (f"{sys.executable} -m pan_cli infer --task derain --checkpoint {trained_checkpoint} "
+               f"{tmp_path / 'a.png'} -o {tmp_path / 'o'} -q > /dev/full")
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.strip() == "pan: error: cannot write to stdout: No space left on device"
