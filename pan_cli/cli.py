@@ -303,7 +303,7 @@ def infer_command(inputs, task, checkpoint, out_dir, mask, batch_size, device, f
         raise PanError("--mask is for inpaint models")
     if max_pixels is None:
         max_pixels = min(PILLOW_LIMIT, memory_max_pixels(predictor.net, predictor.config.in_channels,
-                                                         predictor.device))
+                                                         predictor.device, not predictor.multiple))
     stdin = stdin_paths(sys.stdin.buffer, null) if "-" in inputs else ()
     jobs = collect_jobs(inputs, out_dir, fmt, stdin, mask,
                         on_skipped=lambda m: console.print(f"pan: {m}", highlight=False))

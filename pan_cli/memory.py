@@ -64,6 +64,12 @@ def activation_bytes_per_pixel(net: nn.Module, in_channels: int) -> float:
     return peak / TRACE_SIDE**2
 
 
-def max_pixels(net: nn.Module, in_channels: int, device: torch.device) -> int:
-    """The largest image (in pixels) `net` can run on whole with the memory free now."""
-    return max(1, int(free_bytes(device) * HEADROOM / activation_bytes_per_pixel(net, in_channels)))
+IMAGE_BYTES_PER_PIXEL = 32  # the decoded image, its float copy, the output and the mask
+
+
+def max_pixels(net: nn.Module, in_channels: int, device: torch.device, fixed_size: bool = False) -> int:
+    """The largest image (in pixels) `net` can run on with the memory free now. A net of one
+    fixed input size (the context encoder: one window per hole) costs the same for any image,
+    so only the image's own copies count per pixel."""
+    per_pixel = IMAGE_BYTES_PER_PIXEL if fixed_size else activation_bytes_per_pixel(net, in_channels)
+    return max(1, int(free_bytes(device) * HEADROOM / per_pixel))
