@@ -9,7 +9,7 @@ else
 TORCH := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: install test demo lint bench weights weights-derain weights-inpaint bf16-check clean
+.PHONY: install test demo lint bench weights weights-derain weights-inpaint bf16-check figures clean
 
 install: $(VENV)/.installed
 
@@ -87,6 +87,12 @@ weights-inpaint: $(W)/photos
 	$(PAN) export $(W)/inpaint/best.pt -o pan_cli/weights/inpaint.pt --overwrite
 	$(PAN) eval --task inpaint --checkpoint pan_cli/weights/inpaint.pt --data $(W)/inpaint-val-half | tail -3
 	$(PAN) eval --task inpaint --checkpoint pan_cli/weights/inpaint.pt --data $(W)/inpaint-val-strokes | tail -3
+
+# The model cards' pictures (docs/*.jpg) from the shipped models:
+#   make figures RAIN_VAL=PAIRS PHOTOS=DIR   (the held-out photos are HOLD_OUT* files of PHOTOS)
+figures: $(W)/photos
+	@test -n "$(RAIN_VAL)" || { echo "give RAIN_VAL=PAIRS: the Rain100H validation pairs" >&2; exit 2; }
+	$(BIN)/python tools/figures.py $(RAIN_VAL) $(W)/held-out
 
 # Does bf16 autocast train as well as fp32? Same recipe and steps, two seeds each, scored on
 # RAIN_VAL in Y as papers do (README, "Precision"): make bf16-check PHOTOS=DIR RAIN_VAL=PAIRS

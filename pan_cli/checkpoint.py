@@ -19,6 +19,7 @@ from pan_cli import __version__
 from pan_cli.config import RunConfig
 from pan_cli.datasets.images import atomic_write
 from pan_cli.errors import PanError
+from pan_cli.exports import is_safetensors, load_safetensors
 
 FORMAT = 1
 REQUIRED = ("format", "config", "step", "T")
@@ -47,6 +48,11 @@ def link_latest(step_file: Path, latest: Path) -> None:
 def load_checkpoint(path: Path, task: str | None = None) -> dict[str, Any]:
     """Load and validate a checkpoint; any problem is one PanError naming the file."""
     path = Path(path)
+    if is_safetensors(path):
+        state = load_safetensors(path)
+        if task is not None and state["config"].task != task:
+            raise PanError(f"{path} is a {state['config'].task!r} model, not {task!r}")
+        return state
     if path.is_dir():
         inside = "latest.pt" if (path / "latest.pt").is_file() else "FILE.pt"
         raise PanError(f"checkpoint {path} is a folder; give the checkpoint file in it (e.g. {path / inside})")
@@ -140,6 +146,6 @@ def export_weights(source: Path, target: Path) -> dict[str, Any]:
     state = load_checkpoint(source)
     weights = state["T_ema"] if state.get("T_ema") is not None else state["T"]
     exported = {"config": state["config"].to_dict(), "step": state["step"], "T": weights, "T_ema": None,
-                "exported": True}
+                "exported": True, "data": state.get("data"), "best": state.get("best")}
     save_checkpoint(target, exported)
     return exported

@@ -14,7 +14,7 @@ import torch
 from click.core import ParameterSource
 
 from pan_cli import __version__
-from pan_cli.checkpoint import PRETRAINED, default_checkpoint, export_weights, is_run_checkpoint_name
+from pan_cli.checkpoint import PRETRAINED, default_checkpoint, export_weights, is_run_checkpoint_name, load_checkpoint
 from pan_cli.compare import compare
 from pan_cli.config import OBJECTIVES, RunConfig
 from pan_cli.data_commands import data_group
@@ -24,6 +24,7 @@ from pan_cli.datasets.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, write_rain_pa
 from pan_cli.distributed import setup
 from pan_cli.errors import PanError
 from pan_cli.evaluation import best_split, matching_files, render, score_files, score_model
+from pan_cli.exports import FORMATS, WEIGHTS_NAME, export_onnx, export_safetensors, format_for
 from pan_cli.inference import Predictor, check_output_folder, collect_jobs, mark_output, run_inference, stdin_paths
 from pan_cli.memory import max_pixels as memory_max_pixels
 from pan_cli.metrics import Settings
@@ -451,10 +452,25 @@ cli.add_command(data_group)
 @cli.command("export")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="torch (pan's own file), onnx (any height and width; pip install 'pan[onnx]') or safetensors "
+                   "(-o is a folder: model.safetensors + config.json; pip install 'pan[safetensors]'). "
+                   "Default: from -o's suffix, else torch.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing -o file (never a run's own checkpoint).")
-def export_command(checkpoint: Path, out: Path, overwrite: bool) -> None:
+def export_command(checkpoint: Path, out: Path, fmt: str | None, overwrite: bool) -> None:
     """Write a checkpoint's inference weights only (EMA if kept; no D, no optimizer state):
-    small enough to share; `pan infer --checkpoint` takes it. Prints its path."""
+    small enough to share; `pan infer --checkpoint` takes the torch and safetensors exports.
+    CHECKPOINT is a training checkpoint or an export (the shipped models included). Every
+    export records the task, generator, step, training-data fingerprint and validation
+    figures. Prints its path."""
+    fmt = format_for(out, fmt)
+    if fmt == "safetensors":
+        target = out / WEIGHTS_NAME
+        if target.exists() and not overwrite:
+            raise PanError(f"-o {out} already holds {WEIGHTS_NAME}; give --overwrite to replace it")
+        export_safetensors(load_checkpoint(checkpoint), out)
+        emit(str(out))
+        return
     if out.is_dir():
         raise PanError(f"-o {out} is a folder; give the file to write, e.g. {out / 'model.pt'}")
     if out.exists() and out.resolve() == checkpoint.resolve():
@@ -464,7 +480,10 @@ def export_command(checkpoint: Path, out: Path, overwrite: bool) -> None:
                        "replace its checkpoint (choose another name or folder)")
     if out.exists() and not overwrite:
         raise PanError(f"-o {out} exists; give --overwrite to replace it")
-    export_weights(checkpoint, out)
+    if fmt == "onnx":
+        export_onnx(load_checkpoint(checkpoint), out)
+    else:
+        export_weights(checkpoint, out)
     emit(str(out))
 
 

@@ -37,6 +37,7 @@ from pan_cli.datasets.synthesized import training_set
 from pan_cli.distributed import Group
 from pan_cli.errors import PanError
 from pan_cli.evaluation import mean_row, score_model
+from pan_cli.exports import data_fingerprint
 from pan_cli.inference import Predictor
 from pan_cli.losses import discriminator_loss, transformer_loss
 from pan_cli.metrics import Settings
@@ -405,6 +406,7 @@ def _train(
     config, state = _starting_point(config, run_dir, resume, steps, warn, asked)
     dataset = training_set(config, pairs)
     dataset.check_sizes()
+    data = data_fingerprint(pairs)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / f".write-test-{group.rank}"
@@ -489,7 +491,7 @@ def _train(
         if not main:
             return path
         try:
-            save_checkpoint(path, {**models.state(config, step), "best": best})
+            save_checkpoint(path, {**models.state(config, step), "best": best, "data": data})
             link_latest(path, latest)
         except OSError as exc:
             raise PanError(f"could not write {path}: {exc.strerror or exc}{last_good()}") from None

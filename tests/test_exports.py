@@ -1,0 +1,84 @@
+"""Exports that leave Python: ONNX matches eager PyTorch at any size; safetensors + config.json
+runs in `pan infer`; every export says what it is."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pan_cli.checkpoint import PRETRAINED, load_checkpoint
+from pan_cli.datasets.images import read_image, write_image
+from pan_cli.exports import inference_net
+from tests.conftest import crop
+
+onnxruntime = pytest.importorskip("onnxruntime")  # in the dev extra: CI runs these
+
+
+@pytest.mark.parametrize("source", ["derain", "inpaint", "trained"])
+def test_onnx_export_matches_eager_pytorch_at_two_sizes(source, tmp_path, run_pan, trained_checkpoint):
+    checkpoint = trained_checkpoint if source == "trained" else PRETRAINED[source]
+    result = run_pan("export", checkpoint, "-o", tmp_path / "model.onnx")
+    assert result.exit_code == 0, result.stderr
+    state = load_checkpoint(checkpoint)
+    net = inference_net(state)
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    channels = state["config"].in_channels
+    for height, width in ((64, 96), (75, 130)):  # the second is no multiple of a U-Net's 2^k
+        image = torch.rand(1, channels, height, width, generator=torch.Generator().manual_seed(height)) * 2 - 1
+        if channels == 4:
+            image[:, 3] = (image[:, 3] > 0).float()  # the mask channel: 1 = hole
+        ours = session.run(None, {"image": image.numpy()})[0]
+        with torch.inference_mode():
+            eager = _eager(net, image, state)
+        assert ours.shape == (1, 3, height, width)
+        assert np.abs(ours - eager).max() < 1e-4, (source, height, width)
+    meta = {p.key: p.value for p in __import__("onnx").load(str(tmp_path / "model.onnx")).metadata_props}
+    assert meta["task"] == state["config"].task and meta["generator"] == state["config"].generator
+    assert "data" in meta and "validation" in meta and json.loads(meta["config"])["task"] == meta["task"]
+
+
+def _eager(net, image, state):
+    """What pan infer computes: padded (edge pixels) up to the generator's multiple, cropped back."""
+    from pan_cli.networks import GENERATORS
+
+    multiple = GENERATORS[state["config"].generator].multiple
+    height, width = image.shape[-2:]
+    padded = torch.nn.functional.pad(image, [0, (-width) % multiple, 0, (-height) % multiple], mode="replicate")
+    return net(padded)[..., :height, :width].numpy()
+
+
+def test_safetensors_export_runs_in_pan_infer_like_the_checkpoint(tmp_path, run_pan, trained_checkpoint):
+    result = run_pan("export", trained_checkpoint, "--format", "safetensors", "-o", tmp_path / "hub")
+    assert result.exit_code == 0, result.stderr
+    card = json.loads((tmp_path / "hub" / "config.json").read_text())
+    assert card["task"] == "derain" and card["data"]["items"] > 0 and len(card["data"]["sha256"]) == 64
+    write_image(tmp_path / "in" / "a.png", crop("coffee"))
+    for name, checkpoint in (("ckpt", trained_checkpoint), ("dir", tmp_path / "hub"),
+                             ("file", tmp_path / "hub" / "model.safetensors")):
+        done = run_pan("infer", "--task", "derain", "--checkpoint", checkpoint, tmp_path / "in", "-o", tmp_path / name)
+        assert done.exit_code == 0, done.stderr
+    reference = read_image(tmp_path / "ckpt" / "a.png")
+    assert torch.equal(read_image(tmp_path / "dir" / "a.png"), reference)
+    assert torch.equal(read_image(tmp_path / "file" / "a.png"), reference)
+    again = run_pan("export", trained_checkpoint, "--format", "safetensors", "-o", tmp_path / "hub")
+    assert again.exit_code == 1 and "--overwrite" in again.stderr
+
+
+def test_a_format_whose_extra_is_missing_is_one_line(tmp_path, run_pan, trained_checkpoint, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_onnx(name, *args, **kwargs):
+        if name == "onnx":
+            raise ImportError("No module named 'onnx'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnx)
+    result = run_pan("export", trained_checkpoint, "-o", tmp_path / "m.onnx")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "pan: error: this export needs onnx: pip install 'pan[onnx]'"
+    assert not (tmp_path / "m.onnx").exists()
