@@ -44,3 +44,35 @@ def test_eval_with_no_run_scores_the_shipped_model(tmp_path, run_pan, monkeypatc
     assert result.exit_code == 0, result.stderr
     assert "using the pretrained derain model that ships with pan" in result.stderr
     assert result.stdout.count("psnr") == 2  # the image and the mean: stdout holds the scores only
+
+
+def test_the_shipped_inpaint_model_is_a_small_mask_channel_export():
+    path = PRETRAINED["inpaint"]
+    assert path.is_file() and path.stat().st_size < 25 * 2**20
+    state = load_checkpoint(path, task="inpaint")
+    assert state["config"].generator == "unet-slim" and state["exported"] and "D" not in state
+
+
+def test_infer_inpaint_with_no_run_fills_any_size_keeps_the_rest_and_beats_a_mean_colour_fill(tmp_path, run_pan,
+                                                                                             monkeypatch):
+    from pan_cli.baselines import mean_colour_fill
+    from pan_cli.datasets.holes import make_hole
+    from pan_cli.metrics import hole_scores
+
+    monkeypatch.chdir(tmp_path)  # no runs/inpaint here
+    sizes = {"chelsea": (221, 301), "coffee": (157, 383)}  # odd sizes, no multiple of the U-Net's 2^k
+    model_db, mean_db = [], []
+    for (name, (h, w)), kind in zip(sizes.items(), ("half", "strokes")):
+        image = builtin_photo(name)[:, :h, :w]
+        mask = make_hole(kind, h, w, torch.Generator().manual_seed(3))
+        write_image(tmp_path / "in" / f"{name}.png", torch.where(mask, torch.zeros_like(image), image))
+        write_image(tmp_path / "masks" / f"{name}.png", (mask * 255).to(torch.uint8)[None])
+        result = run_pan("infer", "--task", "inpaint", f"in/{name}.png", "--mask", f"masks/{name}.png", "-o", "out")
+        assert result.exit_code == 0, result.stderr
+        assert "using the pretrained inpaint model that ships with pan" in result.stderr
+        filled = read_image(tmp_path / "out" / f"{name}.png")
+        assert filled.shape == image.shape
+        assert torch.equal(filled[:, ~mask], image[:, ~mask])  # PNG: the pixels outside the hole, exactly
+        model_db.append(hole_scores(image, filled, mask)["psnr_hole"])
+        mean_db.append(hole_scores(image, mean_colour_fill(image, mask), mask)["psnr_hole"])
+    assert sum(model_db) / 2 > sum(mean_db) / 2 + 1.0  # dB, inside the holes
