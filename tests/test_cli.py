@@ -74,6 +74,7 @@ def test_infer_uses_the_runs_latest_checkpoint_by_default(checkpoint, tmp_path, 
     result = run_pan("infer", "--task", "derain", "x.png", "-o", "out")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == ["out/x.png"]
+    assert "pan: using runs/derain/latest.pt" in result.stderr  # which checkpoint ran, said on stderr
 
 
 def test_infer_output_matches_the_library_prediction(checkpoint, tmp_path, run_pan):

@@ -374,3 +374,15 @@ def test_a_full_stdout_is_named_as_stdout(tmp_path, trained_checkpoint):
                f"{tmp_path / 'a.png'} -o {tmp_path / 'o'} -q > /dev/full")
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
     assert done.returncode == 1 and done.stderr.strip() == "pan: error: cannot write to stdout: No space left on device"
+
+
+def test_an_unwritable_export_names_the_file_asked_for_not_the_temporary_one(tmp_path, trained_checkpoint,
+                                                                            run_pan, monkeypatch):
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".model.pt.abc.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    result = run_pan("export", trained_checkpoint, "-o", tmp_path / "model.pt")
+    assert result.stderr.strip() == f"pan: error: cannot write {tmp_path / 'model.pt'}: Permission denied"
