@@ -43,8 +43,8 @@ W := build/weights
 PAN := $(BIN)/pan
 THREADS ?= 1
 HOLD_OUT ?= kodak24_
-DERAIN_STEPS ?= 3000
-INPAINT_STEPS ?= 5000
+DERAIN_STEPS ?= 1000
+INPAINT_STEPS ?= 2000
 TIME_LIMIT ?= 36000
 RUN := --threads $(THREADS) --time-limit $(TIME_LIMIT) --checkpoint-every 250 --keep 2 --sample-every 500 -q
 
@@ -66,7 +66,7 @@ weights-derain: $(W)/photos
 		ln -s $(abspath $(RAIN_VAL))/input/$$f $(W)/rain-val/input/ && ln -s $(abspath $(RAIN_VAL))/target/$$f $(W)/rain-val/target/; done)
 	$(PAN) train derain --synthesize --data $(W)/photos --rain mixed --generator idcgan --image-size 96 \
 		--d-width 0.5 --steps $(DERAIN_STEPS) --seed 0 --run-dir $(W)/derain $(RUN) \
-		$(if $(RAIN_VAL),--val $(W)/rain-val --val-every 250)
+		$(if $(RAIN_VAL),--val $(W)/rain-val --val-every 500)
 	$(PAN) export $(W)/derain/$(if $(RAIN_VAL),best.pt,latest.pt) -o pan_cli/weights/derain.pt --overwrite
 	rm -rf $(W)/held-out-rain $(W)/builtin-held-out $(W)/builtin-light
 	$(PAN) data make derain --from $(W)/held-out --rain mixed --seed 10000 -o $(W)/held-out-rain -q > /dev/null
@@ -87,7 +87,7 @@ weights-inpaint: $(W)/photos
 	$(PAN) data make inpaint --from $(W)/held-out --size 256 --holes half --seed 1 -o $(W)/inpaint-val-half -q > /dev/null
 	$(PAN) data make inpaint --from $(W)/held-out --size 256 --holes strokes --seed 1 -o $(W)/inpaint-val-strokes -q > /dev/null
 	$(PAN) train inpaint --data $(W)/photos --generator unet-slim --zoom --lambda-pix 100 --d-width 0.5 \
-		--steps $(INPAINT_STEPS) --seed 0 --run-dir $(W)/inpaint --val $(W)/inpaint-val-half --val-every 500 $(RUN)
+		--steps $(INPAINT_STEPS) --seed 0 --run-dir $(W)/inpaint --val $(W)/inpaint-val-half --val-every 1000 $(RUN)
 	$(PAN) export $(W)/inpaint/best.pt -o pan_cli/weights/inpaint.pt --overwrite
 	$(PAN) eval --task inpaint --checkpoint pan_cli/weights/inpaint.pt --data $(W)/inpaint-val-half | tail -3
 	$(PAN) eval --task inpaint --checkpoint pan_cli/weights/inpaint.pt --data $(W)/inpaint-val-strokes | tail -3
