@@ -24,14 +24,14 @@ test: install
 	$(BIN)/python -m pytest -q
 
 demo: install
-	$(BIN)/python -m pan_cli.demo
+	$(BIN)/python tools/demo.py
 
 lint: install
 	$(BIN)/ruff check .
 
 bench: install
-	$(BIN)/python -m pan_cli.bench
-	$(BIN)/python -m pan_cli.task_bench
+	$(BIN)/python tools/bench.py
+	$(BIN)/python tools/task_bench.py
 
 # The pretrained models that ship in the package, trained by `pan train` itself:
 #   make weights PHOTOS=DIR [RAIN_VAL=PAIRS] [THREADS=1]
