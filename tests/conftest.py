@@ -29,6 +29,22 @@ def make_rain_pairs(folder: Path, names=PHOTOS, height: int = 48, width: int = 6
     return folder
 
 
+def small_run(rain_pairs: Path, run: Path, steps: int = 4, resume: str | None = None, keep: int = 0,
+              on_step=None) -> tuple[Path, list[str]]:
+    """A tiny derain run (checkpoints every 2 steps) through the library; (last checkpoint,
+    the warnings it gave)."""
+    from pan_cli.datasets.layout import detect_layout, find_pairs
+    from pan_cli.tasks import make_config
+    from pan_cli.training import TrainOptions, train
+
+    config = make_config("derain", image_size=24, batch_size=2, steps=steps)
+    options = TrainOptions(run_dir=run, checkpoint_every=2, sample_every=0, keep=keep)
+    messages: list[str] = []
+    path = train(config, find_pairs(detect_layout(rain_pairs)), options, resume=resume, steps=steps,
+                 warn=messages.append, on_step=on_step)
+    return path, messages
+
+
 @pytest.fixture
 def rain_pairs(tmp_path: Path) -> Path:
     return make_rain_pairs(tmp_path / "pairs")

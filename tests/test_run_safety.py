@@ -11,22 +11,11 @@ import sys
 import pytest
 
 from pan_cli.checkpoint import load_checkpoint
-from pan_cli.datasets.layout import detect_layout, find_pairs
 from pan_cli.errors import PanError
-from pan_cli.tasks import make_config
-from pan_cli.training import TrainOptions, train
+from tests.conftest import small_run
 
 HOLD_LOCK = "import sys, time; from pathlib import Path; from pan_cli.runlock import run_dir_lock\n" \
             "with run_dir_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)"
-
-
-def run(rain_pairs, run_dir, steps=4, resume=None, keep=0, on_step=None):
-    config = make_config("derain", image_size=24, batch_size=2, steps=steps)
-    options = TrainOptions(run_dir=run_dir, checkpoint_every=2, sample_every=0, keep=keep)
-    messages = []
-    path = train(config, find_pairs(detect_layout(rain_pairs)), options, resume=resume, steps=steps,
-                 warn=messages.append, on_step=on_step)
-    return path, messages
 
 
 def test_a_second_trainer_on_a_run_dir_is_refused_naming_the_holder_and_a_killed_holder_frees_it(
@@ -37,12 +26,12 @@ def test_a_second_trainer_on_a_run_dir_is_refused_naming_the_holder_and_a_killed
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(PanError, match=f"in use by another pan train \\(PID {holder.pid}\\)"):
-            run(rain_pairs, run_dir)
+            small_run(rain_pairs, run_dir)
         assert not list(run_dir.glob("*.pt")) and not (run_dir / "metrics.jsonl").exists()
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    path, _ = run(rain_pairs, run_dir, steps=2)  # the kernel released the killed holder's lock
+    path, _ = small_run(rain_pairs, run_dir, steps=2)  # the kernel released the killed holder's lock
     assert load_checkpoint(path)["step"] == 2
 
 
@@ -63,7 +52,7 @@ def test_the_cli_refuses_a_second_run_in_one_line(rain_pairs, tmp_path, run_pan)
 
 def test_export_never_replaces_a_runs_checkpoint_or_an_existing_file(rain_pairs, tmp_path, run_pan):
     run_dir = tmp_path / "run"
-    run(rain_pairs, run_dir)
+    small_run(rain_pairs, run_dir)
     before = (run_dir / "latest.pt").read_bytes()
     for name in ("latest.pt", "best.pt", "step-4.pt", "step-9.pt"):
         result = run_pan("export", run_dir / "step-2.pt", "-o", run_dir / name, "--overwrite")
@@ -82,14 +71,14 @@ def test_export_never_replaces_a_runs_checkpoint_or_an_existing_file(rain_pairs,
 
 def test_resume_passes_over_an_export_put_among_the_checkpoints(rain_pairs, tmp_path, run_pan):
     run_dir = tmp_path / "run"
-    run(rain_pairs, run_dir)
+    small_run(rain_pairs, run_dir)
     assert run_pan("export", run_dir / "step-4.pt", "-o", tmp_path / "model.pt").exit_code == 0
     os.replace(tmp_path / "model.pt", run_dir / "step-6.pt")  # as a careless copy would
     os.link(run_dir / "step-6.pt", run_dir / "latest.tmp")
     os.replace(run_dir / "latest.tmp", run_dir / "latest.pt")
     with pytest.raises(PanError, match="latest.pt is an exported model .* not a training checkpoint"):
-        run(rain_pairs, run_dir, steps=8, resume="latest")
-    path, messages = run(rain_pairs, run_dir, steps=8, resume="auto")
+        small_run(rain_pairs, run_dir, steps=8, resume="latest")
+    path, messages = small_run(rain_pairs, run_dir, steps=8, resume="auto")
     assert any("skipping" in m and "exported model" in m for m in messages)
     assert any("resuming from" in m and "step-4.pt" in m for m in messages)
     assert load_checkpoint(path)["step"] == 8
@@ -104,7 +93,7 @@ def test_a_data_error_mid_run_saves_the_finished_steps_first(rain_pairs, tmp_pat
                 image.write_bytes(image.read_bytes()[:200])
 
     with pytest.raises(PanError, match=r"at step 4; checkpoint .*step-3.pt saved first"):
-        run(rain_pairs, run_dir, steps=6, on_step=break_the_data)
+        small_run(rain_pairs, run_dir, steps=6, on_step=break_the_data)
     assert load_checkpoint(run_dir / "latest.pt")["step"] == 3
 
 
@@ -115,20 +104,20 @@ def test_pairs_of_different_sizes_are_refused_before_training(rain_pairs, tmp_pa
     with Image.open(first) as image:
         image.crop((0, 0, image.width - 2, image.height)).save(first)
     with pytest.raises(PanError, match="but its partner"):
-        run(rain_pairs, tmp_path / "run")
+        small_run(rain_pairs, tmp_path / "run")
     assert not (tmp_path / "run").exists()  # refused before it wrote anything
 
 
 def test_keep_does_not_count_a_damaged_checkpoint(rain_pairs, tmp_path):
     run_dir = tmp_path / "run"
-    run(rain_pairs, run_dir, steps=4, keep=2)
+    small_run(rain_pairs, run_dir, steps=4, keep=2)
     assert sorted(p.name for p in run_dir.glob("step-*.pt")) == ["step-2.pt", "step-4.pt"]
     damaged = (run_dir / "step-4.pt").read_bytes()[:1000]
     (run_dir / "step-4.pt").unlink()
     (run_dir / "step-4.pt").write_bytes(damaged)  # latest.pt stays a good hard link of the old file
     (run_dir / "latest.pt").unlink()
     (run_dir / "latest.pt").write_bytes(damaged)
-    path, messages = run(rain_pairs, run_dir, steps=3, resume="auto", keep=2)  # resumes at 2, saves step 3
+    path, messages = small_run(rain_pairs, run_dir, steps=3, resume="auto", keep=2)  # resumes at 2, saves step 3
     assert load_checkpoint(path)["step"] == 3
     assert load_checkpoint(run_dir / "step-2.pt")["step"] == 2  # the good file survived the pruning
     assert any("not counting step-4.pt" in m for m in messages)

@@ -19,7 +19,7 @@ from pan_cli.datasets.layout import detect_layout, find_pairs
 from pan_cli.errors import PanError
 from pan_cli.tasks import make_config
 from pan_cli.training import TrainOptions, train
-from tests.conftest import crop
+from tests.conftest import crop, small_run
 
 PAN = [sys.executable, "-m", "pan_cli"]
 
@@ -75,15 +75,6 @@ def test_sigkill_between_write_and_rename_keeps_the_previous_checkpoint(rain_pai
     assert "resuming from" in resumed.stderr and "at step 2" in resumed.stderr
     assert load_checkpoint(run / "latest.pt")["step"] == 6
     assert not list(run.glob(".*.tmp"))
-
-
-def small_run(rain_pairs, run, steps=4, resume=None):
-    config = make_config("derain", image_size=24, batch_size=2, steps=steps)
-    options = TrainOptions(run_dir=run, checkpoint_every=2, sample_every=0, keep=0)
-    messages = []
-    path = train(config, find_pairs(detect_layout(rain_pairs)), options, resume=resume, steps=steps,
-                 warn=messages.append)
-    return path, messages
 
 
 def test_resume_auto_skips_a_damaged_latest_and_reports_it(rain_pairs, tmp_path):
