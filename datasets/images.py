@@ -34,9 +34,9 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def list_files(folder: Path) -> list[Path]:
+def list_files(folder: Path, skip_dir: Callable[[Path], bool] | None = None) -> list[Path]:
     """Every file below `folder`, recursively, following symlinked folders (each real folder
-    once, so a link cycle ends), in a stable order."""
+    once, so a link cycle ends) and not entering folders `skip_dir` rejects, in a stable order."""
     found, seen = [], set()
     for root, dirs, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
@@ -44,16 +44,17 @@ def list_files(folder: Path) -> list[Path]:
             dirs[:] = []
             continue
         seen.add(real)
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if skip_dir is None or not skip_dir(Path(root) / d))
         found += [Path(root) / name for name in files if os.path.isfile(os.path.join(root, name))]
     return sorted(found)
 
 
-def list_images(folder: Path, on_skipped: Callable[[str], None] | None = None) -> list[Path]:
+def list_images(folder: Path, on_skipped: Callable[[str], None] | None = None,
+                skip_dir: Callable[[Path], bool] | None = None) -> list[Path]:
     """Every image below `folder` (see list_files); `on_skipped` hears, once per kind, what
     other files were passed over and why."""
     images, others = [], {}
-    for path in list_files(folder):
+    for path in list_files(folder, skip_dir):
         if is_image_path(path):
             images.append(path)
         elif not path.name.startswith("."):

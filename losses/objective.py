@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 
 from pan_cli.config import RunConfig
+from pan_cli.discriminator import DOutput
 from pan_cli.losses.terms import (
     d_gan_loss,
     margin_hinge,
@@ -21,7 +22,6 @@ from pan_cli.losses.terms import (
     t_gan_loss,
     weighted_sum,
 )
-from pan_cli.networks import DOutput
 
 
 def _perceptual_terms(

@@ -6,39 +6,31 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 import click
-import torch
 from click.core import ParameterSource
 
 from pan_cli import __version__
-from pan_cli.checkpoint import PRETRAINED, default_checkpoint, export_weights, is_run_checkpoint_name, load_checkpoint
-from pan_cli.compare import compare
 from pan_cli.config import OBJECTIVES, RunConfig
 from pan_cli.data_commands import data_group
-from pan_cli.datasets.images import WRITE_FORMATS
 from pan_cli.datasets.layout import detect_layout, find_pairs, find_photos
-from pan_cli.datasets.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, write_rain_pairs
+from pan_cli.devices import pick_device, resolve_precision
+from pan_cli.discriminator import build_discriminator
 from pan_cli.distributed import setup
 from pan_cli.errors import PanError
-from pan_cli.evaluation import best_split, matching_files, render, score_files, score_model
-from pan_cli.exports import FORMATS, WEIGHTS_NAME, export_onnx, export_safetensors, format_for
-from pan_cli.inference import Predictor, check_output_folder, collect_jobs, mark_output, run_inference, stdin_paths
-from pan_cli.memory import max_pixels as memory_max_pixels
+from pan_cli.evaluation import best_split
 from pan_cli.metrics import Settings
-from pan_cli.networks import GENERATORS, build_discriminator, build_generator, count_parameters
-from pan_cli.options import MAX_SIDE, Finite, finite_floats, rain_options, settle_rain
+from pan_cli.model_commands import export_command, infer_command
+from pan_cli.networks import GENERATORS, build_generator, count_parameters
+from pan_cli.options import MAX_SIDE, Finite, finite_floats, rain_options, set_threads, settle_rain
 from pan_cli.output import emit
 from pan_cli.progress import progress_bar, stderr_console
-from pan_cli.report import write_report
+from pan_cli.score_commands import compare_command, eval_command, report_command
 from pan_cli.sizes import batchnorm_problem
 from pan_cli.tasks import TASKS, make_config
-from pan_cli.training import EXIT_INTERRUPTED, Interrupted, TrainOptions, pick_device, resolve_precision, train
+from pan_cli.training import EXIT_INTERRUPTED, Interrupted, TrainOptions, train
 
-PILLOW_LIMIT = 178_956_970  # Pillow's own decompression-bomb error threshold
-EXIT_PARTIAL = 3  # some inputs failed, the rest were written
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a Unix tool killed by it: the reader closed the pipe
 
 
@@ -73,11 +65,6 @@ class PanGroup(click.Group):
         except OSError as exc:  # a file system refusal (permissions, disk, ...) is the user's to fix
             where = f"{exc.filename}: " if exc.filename else ""
             raise Failure(f"{where}{exc.strerror or exc}") from None
-
-
-def set_threads(threads: int | None) -> None:
-    if threads:
-        torch.set_num_threads(threads)
 
 
 def _lambdas(ctx, param, value: str | None):
@@ -265,226 +252,11 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
         emit(str(final))
 
 
-@cli.command("infer")
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("--task", required=True, type=click.Choice(list(TASKS)))
-@click.option("--checkpoint", type=click.Path(path_type=Path),
-              help="Default: runs/TASK/latest.pt, else (derain) the pretrained model that ships with pan.")
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path))
-@click.option("--mask", type=click.Path(path_type=Path),
-              help="inpaint: a folder with one mask per input (same name; white = fill), or one mask file for "
-                   "all. Without it the centre hole is filled, as in the paper.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
-@click.option("--format", "fmt", type=click.Choice(sorted(WRITE_FORMATS)), default="png", show_default=True)
-@click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
-              help="A bad input: report it and go on, or stop.")
-@click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
-@click.option("--max-pixels", type=click.IntRange(min=1),
-              help="Refuse larger images (decompression bombs, photos too large to run whole). Default: what "
-                   "the memory free now allows for the model, at most 178956970.")
-@click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's choice).")
-@click.option("-0", "--null", is_flag=True,
-              help="Paths on stdin ('-') and on stdout end with NUL, not a newline (find -print0, xargs -0).")
-@click.option("-q", "--quiet", is_flag=True, help="Only data on stdout and errors on stderr.")
-def infer_command(inputs, task, checkpoint, out_dir, mask, batch_size, device, fmt, on_error, overwrite,
-                  max_pixels, workers, threads, null, quiet) -> None:
-    """Run a trained model over image files, folders, or '-' (paths on stdin).
-
-    Each written path is printed on stdout; outputs keep the inputs' relative paths."""
-    set_threads(threads)
-    console = stderr_console(quiet)
-    if checkpoint is None:
-        checkpoint = default_checkpoint(task, lambda m: console.print(f"pan: {m}", highlight=False))
-        if checkpoint != PRETRAINED.get(task):  # the shipped model is announced by default_checkpoint
-            console.print(f"pan: using {checkpoint}", highlight=False)
-    predictor = Predictor.from_checkpoint(checkpoint, task, pick_device(device))
-    if mask is not None and predictor.config.synthesize != "holes":
-        raise PanError("--mask is for inpaint models")
-    if max_pixels is None:
-        max_pixels = min(PILLOW_LIMIT, memory_max_pixels(predictor.net, predictor.config.in_channels,
-                                                         predictor.device, not predictor.multiple))
-    stdin = stdin_paths(sys.stdin.buffer, null) if "-" in inputs else ()
-    jobs = collect_jobs(inputs, out_dir, fmt, stdin, mask,
-                        on_skipped=lambda m: console.print(f"pan: {m}", highlight=False))
-    check_output_folder(out_dir)
-    marked: list[bool] = []
-    with progress_bar(console) as bar:
-        job = bar.add_task(f"infer {task}", total=len(jobs), info="")
-
-        def written(path: Path) -> None:
-            if not marked:
-                mark_output(out_dir)
-                marked.append(True)
-            emit(str(path), "\0" if null else "\n")
-            bar.advance(job)
-
-        def failed(message: str) -> None:
-            click.echo(f"pan: skipped {message}" if on_error == "skip" else f"pan: error: {message}", err=True)
-            bar.advance(job)
-
-        summary = run_inference(predictor, jobs, batch_size, workers, on_error, overwrite, max_pixels,
-                                written, failed)
-    rate = len(summary.written) / summary.seconds if summary.seconds else 0.0
-    console.print(f"wrote {len(summary.written)} of {len(jobs)} images to {out_dir} in "
-                  f"{summary.seconds:.1f}s ({rate:.2f} images/s); {len(summary.failed)} failed",
-                  highlight=False)
-    if summary.failed:
-        sys.exit(EXIT_PARTIAL if summary.written and on_error == "skip" else 1)
-
-
-@cli.command("eval")
-@click.option("--pred", type=click.Path(path_type=Path), help="Folder of outputs to score (with --ref).")
-@click.option("--ref", type=click.Path(path_type=Path), help="Folder of targets with the same file names.")
-@click.option("--mask", type=click.Path(path_type=Path),
-              help="With --pred/--ref: masks with the same names (white = hole); adds scores inside the hole.")
-@click.option("--task", type=click.Choice(list(TASKS)), help="Score a model instead (with --data).")
-@click.option("--checkpoint", type=click.Path(path_type=Path),
-              help="Default: runs/TASK/latest.pt, else (derain) the pretrained model that ships with pan.")
-@click.option("--data", type=click.Path(path_type=Path), help="Dataset whose pairs the model is scored on.")
-@click.option("--split", help="Split of --data (default: test, else val, else the pairs in --data).")
-@click.option("--save", type=click.Path(path_type=Path), help="Also write the model's outputs here.")
-@click.option("--channel", type=click.Choice(["rgb", "y"]), default="rgb", show_default=True,
-              help="Score RGB or BT.601 luma (as de-raining papers report).")
-@click.option("--crop-border", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--no-baselines", is_flag=True,
-              help="inpaint: skip the classical fills (mean colour, biharmonic) scored beside the model.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per image, then the mean.")
-@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
-def eval_command(pred, ref, mask, task, checkpoint, data, split, save, channel, crop_border, no_baselines, as_json,
-                 as_csv, device) -> None:
-    """PSNR, SSIM, UQI and VIF per image and their mean, on 8-bit images.
-
-    Either score existing images (--pred DIR --ref DIR) or a model on a dataset
-    (--task TASK --data DIR [--checkpoint FILE])."""
-    if as_json and as_csv:
-        raise click.UsageError("give --json or --csv, not both")
-    settings = Settings(channel=channel, crop_border=crop_border)
-    if pred is not None or ref is not None:
-        if pred is None or ref is None or task or data:
-            raise click.UsageError("--pred and --ref go together, without --task/--data")
-        rows = list(score_files(matching_files(pred, ref), settings, mask))
-    elif task and data:
-        layout = detect_layout(data)
-        pairs = find_pairs(layout, split or best_split(layout.splits))
-        checkpoint = checkpoint or default_checkpoint(task, lambda m: click.echo(f"pan: {m}", err=True))
-        predictor = Predictor.from_checkpoint(checkpoint, task, pick_device(device))
-        rows = list(score_model(predictor, pairs, settings, save, baselines=not no_baselines))
-    else:
-        raise click.UsageError("give --pred and --ref, or --task and --data")
-    emit(render(rows, settings, "json" if as_json else "csv" if as_csv else "table"), end="")
-
-
-@cli.command("compare")
-@click.option("--task", required=True, type=click.Choice(list(TASKS)))
-@click.option("--data", type=click.Path(path_type=Path),
-              help="Dataset (train/ for training, test/ or val/ to score). derain: default built-in photos + rain.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("compare-output"), show_default=True)
-@click.option("--objectives", default="pan,pix2pix,l1", show_default=True)
-@click.option("--seeds", default="0,1", show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=150, show_default=True, help="PAN's steps per run.")
-@click.option("--image-size", type=click.IntRange(min=8),
-              help="Training crop. Default: 96 for derain (CPU-sized), the task's own size otherwise.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("-q", "--quiet", is_flag=True)
-def compare_command(task, data, out, objectives, seeds, steps, image_size, batch_size, quiet) -> None:
-    """Train pan, pix2pix and l1 on the same data and seeds; report both the equal-step and the
-    equal-wall-clock view (report.md and grid.png under --out; the table on stdout)."""
-    console = stderr_console(quiet)
-    task_config = make_config(task)
-    image_size = image_size or (96 if task == "derain" else task_config.image_size)
-    names = [o.strip() for o in objectives.split(",") if o.strip()]
-    if not names or names[0] != "pan" or any(o not in OBJECTIVES for o in names):
-        raise click.BadParameter("a comma-separated list starting with pan, from " + ", ".join(OBJECTIVES),
-                                 param_hint="--objectives")
-    try:
-        seed_list = [int(s) for s in seeds.split(",")]
-    except ValueError:
-        raise click.BadParameter("comma-separated integers", param_hint="--seeds") from None
-    if data is None:
-        if task != "derain":
-            raise PanError(f"{task} needs --data (built-in data exists for derain only)")
-        data = out / "data"
-        write_rain_pairs(data / "train", TRAIN_PHOTOS, 6, 0)
-        write_rain_pairs(data / "test", HELD_OUT_PHOTOS, 3, 10_000)
-    layout = detect_layout(data)
-    # inpaint trains on the clean photos (holes made on the fly) and is scored on the fixed holes
-    train_pairs = (find_photos(data, "train", task_config.direction) if task_config.synthesize
-                   else find_pairs(layout, "train"))
-    eval_split = best_split(layout.splits)
-    if eval_split == "train":
-        raise PanError(f"{data} has no test/ or val/ split to score on")
-    eval_pairs = find_pairs(layout, eval_split)
-    console.print(f"data: {layout.describe()}; {len(train_pairs)} training, {len(eval_pairs)} {eval_split} pairs",
-                  highlight=False)
-
-    def configs(objective: str, seed: int):
-        return make_config(task, objective=objective, seed=seed, image_size=image_size, batch_size=batch_size)
-
-    began = time.perf_counter()
-    result = compare(configs, names, seed_list, steps, train_pairs, eval_pairs, out,
-                     warn=lambda message: console.print(f"pan: {message}", highlight=False))
-    table = result.table(names)
-    minutes = (time.perf_counter() - began) / 60
-    report = (f"# pan compare --task {task}\n\n{len(train_pairs)} training pairs, {len(eval_pairs)} scored "
-              f"({eval_split}); {image_size}px crops, batch {batch_size}; PAN {steps} steps; seeds "
-              f"{', '.join(map(str, seed_list))}; mean ± sd over seeds; {minutes:.0f} minutes in all.\n\n"
-              f"{table}\n\n![grid](grid.png)\n\ngrid.png: one row per scored image: input | "
-              f"{' | '.join(names)} (equal wall-clock, seed {seed_list[0]}) | target\n")
-    (out / "report.md").write_text(report)
-    emit(table)
-
-
-@cli.command("report")
-@click.argument("run_dir", type=click.Path(path_type=Path))
-def report_command(run_dir: Path) -> None:
-    """Plot a run's losses and validation scores (report.png) and write report.html with the
-    sample grids; prints both paths."""
-    for path in write_report(run_dir):
-        emit(str(path))
-
-
 cli.add_command(data_group)
-
-
-@cli.command("export")
-@click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(FORMATS),
-              help="torch (pan's own file), onnx (any height and width; pip install 'pan[onnx]') or safetensors "
-                   "(-o is a folder: model.safetensors + config.json; pip install 'pan[safetensors]'). "
-                   "Default: from -o's suffix, else torch.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing -o file (never a run's own checkpoint).")
-def export_command(checkpoint: Path, out: Path, fmt: str | None, overwrite: bool) -> None:
-    """Write a checkpoint's inference weights only (EMA if kept; no D, no optimizer state):
-    small enough to share; `pan infer --checkpoint` takes the torch and safetensors exports.
-    CHECKPOINT is a training checkpoint or an export (the shipped models included). Every
-    export records the task, generator, step, training-data fingerprint and validation
-    figures. Prints its path."""
-    fmt = format_for(out, fmt)
-    if fmt == "safetensors":
-        target = out / WEIGHTS_NAME
-        if target.exists() and not overwrite:
-            raise PanError(f"-o {out} already holds {WEIGHTS_NAME}; give --overwrite to replace it")
-        export_safetensors(load_checkpoint(checkpoint), out)
-        emit(str(out))
-        return
-    if out.is_dir():
-        raise PanError(f"-o {out} is a folder; give the file to write, e.g. {out / 'model.pt'}")
-    if out.exists() and out.resolve() == checkpoint.resolve():
-        raise PanError("the export would overwrite its source; choose another -o")
-    if is_run_checkpoint_name(out):
-        raise PanError(f"-o {out} is a name the training run in {out.parent} owns; an export there would "
-                       "replace its checkpoint (choose another name or folder)")
-    if out.exists() and not overwrite:
-        raise PanError(f"-o {out} exists; give --overwrite to replace it")
-    if fmt == "onnx":
-        export_onnx(load_checkpoint(checkpoint), out)
-    else:
-        export_weights(checkpoint, out)
-    emit(str(out))
+cli.add_command(infer_command)
+cli.add_command(export_command)
+for command in (eval_command, compare_command, report_command):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The PAN networks: the discriminator D with its four perceptual taps, and the generators T.
+"""The PAN generators T (the discriminator D is in pan_cli.discriminator).
 
 Layer tables follow ../shared/DESIGN.md (from the paper and the authors' Theano code).
 Blocks with BatchNorm have no conv bias: BN's shift makes it redundant.
@@ -7,7 +7,7 @@ Blocks with BatchNorm have no conv bias: BN's shift makes it redundant.
 from __future__ import annotations
 
 import copy
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import torch
 from torch import nn
@@ -15,56 +15,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from pan_cli.config import RunConfig
 from pan_cli.errors import PanError
-
-# D: (out channels, stride) of its nine 3x3 convolutions; perceptual taps after layers 1,4,6,8.
-D_LAYERS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 2), (8, 2))
-D_TAPS = (1, 4, 6, 8)
-
-
-class DOutput(NamedTuple):
-    logits: torch.Tensor  # (N,): one logit per image, not a patch map
-    hidden: tuple[torch.Tensor, ...]  # H_1..H_4, the post-activation outputs of layers 1,4,6,8
-
-
-def conv_out_size(size: int, stride: int, kernel: int = 3, padding: int = 1) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
-
-
-class Discriminator(nn.Module):
-    """D sees only a target or an output image (never the input) and gives one logit."""
-
-    def __init__(self, image_size: int, in_channels: int = 3, first_activation: str = "lrelu", width: float = 1.0):
-        super().__init__()
-        layers: list[nn.Module] = []
-        channels, size = in_channels, image_size
-        for index, (out, stride) in enumerate(D_LAYERS, start=1):
-            if index < len(D_LAYERS):  # `width` scales every layer but the last (8 channels to the FC)
-                out = max(8, round(out * width))
-            if index == 1:  # no BatchNorm; Tanh in the authors' code
-                act = nn.Tanh() if first_activation == "tanh" else nn.LeakyReLU(0.2)
-                block = nn.Sequential(nn.Conv2d(channels, out, 3, stride, 1), act)
-            elif index == len(D_LAYERS):  # no BatchNorm, no activation
-                block = nn.Sequential(nn.Conv2d(channels, out, 3, stride, 1))
-            else:
-                block = nn.Sequential(
-                    nn.Conv2d(channels, out, 3, stride, 1, bias=False),
-                    nn.BatchNorm2d(out),
-                    nn.LeakyReLU(0.2),
-                )
-            layers.append(block)
-            channels, size = out, conv_out_size(size, stride)
-        self.layers = nn.ModuleList(layers)
-        self.fc = nn.Linear(channels * size * size, 1)  # sized from the training image
-        self.image_size = image_size
-
-    def forward(self, image: torch.Tensor) -> DOutput:
-        hidden = []
-        h = image
-        for index, layer in enumerate(self.layers, start=1):
-            h = layer(h)
-            if index in D_TAPS:
-                hidden.append(h)
-        return DOutput(self.fc(h.flatten(1)).squeeze(1), tuple(hidden))
+from pan_cli.prenet import PReNet
 
 
 def _down(cin: int, cout: int, bn: bool = True, act: bool = True) -> nn.Sequential:
@@ -212,53 +163,6 @@ class SlimUNet(UNet):
         self.head = nn.Sequential(*_up(width, 32), nn.ReLU(), nn.ConvTranspose2d(32, out_channels, 4, 2, 1))
 
 
-class _ResBlock(nn.Module):
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1)
-        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x + self.conv2(torch.relu(self.conv1(x))))
-
-
-class PReNet(nn.Module):
-    """A progressive recurrent residual network of the PReNet kind (Ren et al., CVPR 2019):
-    the same small residual stage runs `STAGES` times, each time on the rainy input beside the
-    current estimate, with a convolutional LSTM carrying state from stage to stage, and refines
-    the estimate. No BatchNorm (batch-size and tile independent), stride 1: any image size.
-
-    It returns the correction (final estimate - input), so the global `Residual` wrapper adds
-    the input back, and its zeroed `last` layer makes T start as the identity."""
-
-    multiple = 1
-    STAGES = 4
-    CHANNELS = 32
-    BLOCKS = 4
-
-    def __init__(self, in_channels: int = 3, out_channels: int = 3):
-        super().__init__()
-        c = self.CHANNELS
-        self.out_channels = out_channels
-        self.head = nn.Conv2d(in_channels + out_channels, c, 3, 1, 1)
-        self.gates = nn.Conv2d(2 * c, 4 * c, 3, 1, 1)  # input, forget, cell and output gates
-        self.blocks = nn.Sequential(*[_ResBlock(c) for _ in range(self.BLOCKS)])
-        self.last = nn.Conv2d(c, out_channels, 3, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        source = x[:, : self.out_channels]
-        estimate = source
-        n, _, height, width = x.shape
-        hidden = cell = x.new_zeros(n, self.CHANNELS, height, width)
-        for _ in range(self.STAGES):
-            h = torch.relu(self.head(torch.cat([x, estimate], 1)))
-            i, f, g, o = self.gates(torch.cat([h, hidden], 1)).chunk(4, 1)
-            cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
-            hidden = torch.sigmoid(o) * torch.tanh(cell)
-            estimate = source + self.last(self.blocks(hidden))
-        return estimate - source
-
-
 GENERATORS: dict[str, Callable[..., nn.Module]] = {
     "unet": UNet,
     "unet-slim": SlimUNet,
@@ -344,12 +248,6 @@ def build_generator(config: RunConfig) -> nn.Module:
     # has to learn the correction, and step 0 already scores the input's PSNR.
     nn.init.zeros_(net.last.weight)
     return Residual(net, config.out_channels)
-
-
-def build_discriminator(config: RunConfig) -> Discriminator:
-    net = Discriminator(output_size(config), config.out_channels, config.d_first_activation, config.d_width)
-    init_weights(net, first_std=0.5 if config.init == "authors" else None)
-    return net
 
 
 def count_parameters(module: nn.Module) -> int:

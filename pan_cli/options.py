@@ -5,8 +5,15 @@ from __future__ import annotations
 import math
 
 import click
+import torch
 
 from pan_cli.config import RAIN_PRESETS, RunConfig
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
 
 MAX_SIDE = 8192  # a training crop or load size beyond this is a typo, not a plan
 

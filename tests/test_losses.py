@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from pan_cli.discriminator import Discriminator
 from pan_cli.losses import (
     d_gan_loss,
     discriminator_loss,
@@ -16,7 +17,6 @@ from pan_cli.losses import (
     transformer_loss,
     weighted_sum,
 )
-from pan_cli.networks import Discriminator
 from pan_cli.tasks import make_config
 
 

@@ -5,16 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pan_cli.discriminator import Discriminator, build_discriminator
 from pan_cli.errors import PanError
-from pan_cli.networks import (
-    IDCGAN,
-    ContextEncoder,
-    Discriminator,
-    UNet,
-    build_discriminator,
-    build_generator,
-    count_parameters,
-)
+from pan_cli.networks import IDCGAN, ContextEncoder, UNet, build_generator, count_parameters
 from pan_cli.tasks import make_config
 
 

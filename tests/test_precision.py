@@ -2,7 +2,7 @@
 
 import torch
 
-from pan_cli.training import resolve_precision
+from pan_cli.devices import resolve_precision
 
 
 def test_auto_is_bf16_only_with_amx_on_the_cpu(monkeypatch):

@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from pan_cli.devices import pick_device
 from pan_cli.errors import PanError
 from pan_cli.networks import GENERATORS, ContextEncoder, fold_batchnorm
 from pan_cli.tasks import make_config
-from pan_cli.training import Models, d_step, pick_device, t_step
+from pan_cli.train_step import Models, d_step, t_step
 
 
 def _sync(device: torch.device) -> None:

@@ -1,0 +1,155 @@
+"""One PAN training step, as the paper writes it: the train state (T, D, their optimisers, the
+EMA of T, autocast) and the D and T updates on a batch each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+
+from pan_cli.config import RunConfig
+from pan_cli.discriminator import Discriminator, build_discriminator
+from pan_cli.distributed import Group
+from pan_cli.errors import PanError
+from pan_cli.losses import discriminator_loss, transformer_loss
+from pan_cli.networks import build_generator
+
+
+def make_ema(model: nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of T's weights (and BN statistics) for inference.
+
+    The decay ramps up as min(decay, (1 + n) / (10 + n)) so a short run is not dominated by
+    its initial weights."""
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        n = float(count)
+        return averaged + (current - averaged) * (1.0 - min(decay, (1.0 + n) / (10.0 + n)))
+
+    return AveragedModel(model, avg_fn=average, use_buffers=True)
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class Models:
+    T: nn.Module
+    D: Discriminator | None
+    opt_T: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer | None
+    ema: AveragedModel | None
+    precision: str = "fp32"
+    scaler_T: torch.amp.GradScaler | None = None
+    scaler_D: torch.amp.GradScaler | None = None
+    group: Group = Group()
+
+    @classmethod
+    def build(cls, config: RunConfig, device: torch.device, precision: str = "fp32", group: Group = Group()) -> Models:
+        if precision not in PRECISIONS:
+            raise PanError(f"--precision must be one of {', '.join(PRECISIONS)}")
+        if precision == "fp16" and device.type != "cuda":
+            raise PanError("--precision fp16 needs a CUDA device (use bf16 on CPU)")
+        torch.manual_seed(config.seed)
+        T = build_generator(config).to(device)
+        D = build_discriminator(config).to(device) if config.objective != "l1" else None
+        adam = dict(lr=config.lr, betas=config.betas)
+        scaling = precision == "fp16"  # bf16 keeps fp32's range: no loss scaling
+        return cls(
+            T,
+            D,
+            torch.optim.Adam(T.parameters(), **adam),
+            torch.optim.Adam(D.parameters(), **adam) if D is not None else None,
+            make_ema(T, config.ema) if config.ema else None,
+            precision,
+            torch.amp.GradScaler(device.type, enabled=scaling),
+            torch.amp.GradScaler(device.type, enabled=scaling),
+            group,
+        )
+
+    def autocast(self):
+        dtype = PRECISIONS[self.precision]
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.T.parameters()).device
+
+    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                          scaler: torch.amp.GradScaler) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        self.group.average_gradients(p for g in optimizer.param_groups for p in g["params"])
+        scaler.step(optimizer)
+        scaler.update()
+
+    def inference_net(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.T
+
+    def checkpoint_bytes(self) -> int:
+        """About what one checkpoint takes: weights, Adam's two moments, the EMA copy."""
+        size = sum(p.numel() * p.element_size() for p in self.T.parameters()) * (4 if self.ema else 3)
+        if self.D is not None:
+            size += sum(p.numel() * p.element_size() for p in self.D.parameters()) * 3
+        return size
+
+    def state(self, config: RunConfig, step: int) -> dict:
+        return {
+            "config": config.to_dict(),
+            "step": step,
+            "T": self.T.state_dict(),
+            "D": self.D.state_dict() if self.D is not None else None,
+            "opt_T": self.opt_T.state_dict(),
+            "opt_D": self.opt_D.state_dict() if self.opt_D is not None else None,
+            "T_ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "ema_count": int(self.ema.n_averaged) if self.ema is not None else 0,
+            "rng": {"torch": torch.get_rng_state()},
+            "scalers": [self.scaler_T.state_dict(), self.scaler_D.state_dict()],
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.T.load_state_dict(state["T"])
+        self.opt_T.load_state_dict(state["opt_T"])
+        if self.D is not None:
+            self.D.load_state_dict(state["D"])
+            self.opt_D.load_state_dict(state["opt_D"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state["T_ema"])
+            self.ema.n_averaged.fill_(state["ema_count"])
+        torch.set_rng_state(state["rng"]["torch"])
+        for scaler, saved in zip((self.scaler_T, self.scaler_D), state.get("scalers") or ()):
+            if saved and scaler.is_enabled():
+                scaler.load_state_dict(saved)
+
+
+def d_step(config: RunConfig, m: Models, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One D update. T(x) is computed without a graph: no gradient reaches T."""
+    m.D.requires_grad_(True)
+    with m.autocast():
+        with torch.no_grad():
+            fake = m.T(x)
+        terms = discriminator_loss(config, m.D(y), m.D(fake))
+    m.backward_and_step(terms["total"], m.opt_D, m.scaler_D)
+    return {k: v.detach().float() for k, v in terms.items()}
+
+
+def t_step(config: RunConfig, m: Models, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """One T update. D's weights get no gradient (requires_grad off saves their backward),
+    and D's features of the target are a constant."""
+    with m.autocast():
+        output = m.T(x)
+        fake = real_hidden = None
+        if m.D is not None:
+            m.D.requires_grad_(False)
+            if config.objective == "pan":
+                with torch.no_grad():
+                    real_hidden = m.D(y).hidden
+            fake = m.D(output)
+        terms = transformer_loss(config, output.float(), y, fake, real_hidden)
+    m.backward_and_step(terms["total"], m.opt_T, m.scaler_T)
+    for net in (m.T, m.D):  # both ran in train mode in both steps: BatchNorm statistics agree again
+        m.group.average_buffers(net)
+    if m.ema is not None:
+        m.ema.update_parameters(m.T)
+    return {k: v.detach().float() for k, v in terms.items()}, output.detach().float()
