@@ -48,8 +48,7 @@ def model_card(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def format_for(out: Path, fmt: str | None) -> str:
-    """--format, else from the name: .onnx, .safetensors or a folder name without a suffix
-    that holds (or will hold) model.safetensors, else torch."""
+    """--format, else from -o's suffix: .onnx or .safetensors, anything else torch."""
     if fmt:
         return fmt
     return {".onnx": "onnx", ".safetensors": "safetensors"}.get(out.suffix.lower(), "torch")
