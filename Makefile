@@ -32,6 +32,7 @@ lint: install
 bench: install
 	$(BIN)/python tools/bench.py
 	$(BIN)/python tools/task_bench.py
+	$(BIN)/python tools/large_image_bench.py
 
 # The pretrained models that ship in the package, trained by `pan train` itself:
 #   make weights PHOTOS=DIR [RAIN_VAL=PAIRS] [THREADS=1]

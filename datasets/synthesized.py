@@ -52,7 +52,7 @@ def synthesizer(config: RunConfig) -> Synthesizer:
     if config.synthesize == "rain":
         return partial(_rainy, rain_model(config))
     if config.synthesize == "holes":  # the context encoder: the paper's centre hole
-        return _centre_hole if GENERATORS[config.generator].multiple == 0 else _random_holes
+        return _centre_hole if not GENERATORS[config.generator].geometry.any_size else _random_holes
     raise PanError(f"task {config.task!r} has no synthesizer for {config.synthesize!r}")
 
 

@@ -8,12 +8,10 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from pan_cli.config import RunConfig
-from pan_cli.discriminator import DOutput
 from pan_cli.losses.terms import (
     d_gan_loss,
     margin_hinge,
@@ -22,6 +20,10 @@ from pan_cli.losses.terms import (
     t_gan_loss,
     weighted_sum,
 )
+
+if TYPE_CHECKING:
+    from pan_cli.config import RunConfig
+    from pan_cli.discriminator import DOutput
 
 
 def _perceptual_terms(
@@ -38,7 +40,7 @@ def discriminator_loss(config: RunConfig, real: DOutput, fake: DOutput) -> dict[
     discrepancy is below m, D is pushed to find features where real and output differ more.
     `fake` must come from a detached T(x) so that no gradient reaches T."""
     terms = {"gan": d_gan_loss(real.logits, fake.logits, config.real_label)}
-    if config.objective == "pan":
+    if config.loss.perceptual:
         terms.update(_perceptual_terms(config, real.hidden, fake.hidden))
         terms["hinge"] = margin_hinge(terms["perceptual"], config.margin)
         terms["total"] = terms["gan"] + terms["hinge"]
@@ -57,14 +59,14 @@ def transformer_loss(
     """T's loss. `real_hidden` (D's features of the target) is treated as a constant: only
     H_j(T(x)) carries gradient to T."""
     terms: dict[str, torch.Tensor] = {"pixel": pixel_l1(output, target)}
-    if config.objective == "l1":
+    if not config.loss.uses_d:
         terms["total"] = terms["pixel"]
         return terms
     if fake is None:
         raise ValueError(f"objective {config.objective!r} needs D's output on T(x)")
     terms["gan"] = t_gan_loss(fake.logits, config.gan_form)
     total = terms["gan"] + config.lambda_pix * terms["pixel"]
-    if config.objective == "pan":
+    if config.loss.perceptual:
         if real_hidden is None:
             raise ValueError("the pan objective needs D's features of the target")
         real_hidden = [h.detach() for h in real_hidden]

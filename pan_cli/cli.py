@@ -12,14 +12,15 @@ import click
 from click.core import ParameterSource
 
 from pan_cli import __version__
-from pan_cli.config import OBJECTIVES, RunConfig
+from pan_cli.config import RunConfig
 from pan_cli.data_commands import data_group
 from pan_cli.datasets.layout import detect_layout, find_pairs, find_photos
 from pan_cli.devices import pick_device, resolve_precision
 from pan_cli.discriminator import build_discriminator
 from pan_cli.distributed import setup
 from pan_cli.errors import PanError
-from pan_cli.evaluation import best_split
+from pan_cli.evaluation import best_split, validator
+from pan_cli.losses.objectives import OBJECTIVES
 from pan_cli.metrics import Settings
 from pan_cli.model_commands import export_command, infer_command
 from pan_cli.networks import GENERATORS, build_generator, count_parameters
@@ -143,7 +144,7 @@ def tasks_command(verbose: bool) -> None:
 @click.option("--d-width", type=Finite(0, 4, min_open=True),
               help="D's channel multiplier (1: the paper's D; 0.5: a quarter of its cost).")
 @click.option("--lambda-pix", type=Finite(min=0), help="Pixel L1 weight.")
-@click.option("--objective", type=click.Choice(OBJECTIVES))
+@click.option("--objective", type=click.Choice(list(OBJECTIVES)))
 @click.option("--gan-form", type=click.Choice(["saturating", "non-saturating"]))
 @click.option("--generator", type=click.Choice(list(GENERATORS)))
 @click.option("--residual/--no-residual", default=None, help="Predict a correction: clamp(x + T(x)).")
@@ -224,13 +225,11 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
     if epochs is not None:
         if steps is not None:
             raise click.UsageError("give --steps or --epochs, not both")
-        batches_per_step = 1 if config.objective == "l1" else 2
-        steps = max(1, math.ceil(epochs * len(pairs) / (config.batch_size * batches_per_step)))
+        steps = max(1, math.ceil(epochs * len(pairs) / (config.batch_size * config.loss.batches_per_step)))
     train_device = pick_device(process_device or device)
     runtime["precision"], why = resolve_precision(runtime["precision"], train_device)
     console.print(f"device: {train_device.type}, {runtime['precision']} ({why})", highlight=False)
-    options = TrainOptions(run_dir=run_dir or Path("runs") / task, device=train_device,
-                           group=group, val_settings=val_settings, **runtime)
+    options = TrainOptions(run_dir=run_dir or Path("runs") / task, device=train_device, group=group, **runtime)
     if group.world > 1:
         console.print(f"data-parallel: {group.world} processes x batch {config.batch_size} = effective batch "
                       f"{group.world * config.batch_size}", highlight=False)
@@ -245,7 +244,8 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
                 info = " ".join(f"{k[2:]}={scalars[k]:.3f}" for k in shown if k in scalars)
             bar.update(job, completed=step, **({"info": info} if info else {}))
 
-        final = train(config, pairs, options, resume=resume, steps=steps, on_step=on_step, val_pairs=val_pairs,
+        final = train(config, pairs, options, resume=resume, steps=steps, on_step=on_step,
+                      validate=validator(val_pairs, val_settings) if val_pairs else None,
                       warn=lambda message: console.print(f"pan: {message}", highlight=False), asked=asked)
     console.print(f"done: checkpoint {final}", highlight=False)
     if group.main:

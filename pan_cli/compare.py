@@ -25,8 +25,8 @@ from pan_cli.datasets.layout import Pair
 from pan_cli.datasets.paired import load_pair
 from pan_cli.errors import PanError
 from pan_cli.evaluation import mean_row, score_model
-from pan_cli.inference import Predictor
 from pan_cli.metrics import METRICS, Settings
+from pan_cli.predictor import Predictor
 from pan_cli.training import TrainOptions, train
 
 VIEWS = ("equal steps", "equal wall-clock")

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pan_cli.errors import PanError
+from pan_cli.losses.objectives import OBJECTIVES, Objective
 
 RAIN_PRESETS = ("mixed", "light", "heavy", "photoshop")  # datasets/rain.py's PRESETS
 
-OBJECTIVES = ("pan", "pix2pix", "l1")
 GAN_FORMS = ("saturating", "non-saturating")
 SYNTHESIZERS = ("", "rain", "holes")
 RANGES = ("rain_density", "rain_length", "rain_angle", "rain_intensity")
@@ -62,7 +62,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
-            raise PanError(f"unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
+            raise PanError(f"unknown objective {self.objective!r}; choose one of {tuple(OBJECTIVES)}")
         if self.gan_form not in GAN_FORMS:
             raise PanError(f"unknown GAN form {self.gan_form!r}; choose one of {GAN_FORMS}")
         if len(self.lambdas) != 4:
@@ -84,6 +84,11 @@ class RunConfig:
             low, high = getattr(self, name)
             if low > high:
                 raise PanError(f"--{name.replace('_', '-')}: low {low:g} is above high {high:g}")
+
+    @property
+    def loss(self) -> Objective:
+        """What the objective needs from training (losses/objectives.py)."""
+        return OBJECTIVES[self.objective]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values only, so a checkpoint loads with weights_only=True."""

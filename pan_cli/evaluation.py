@@ -8,19 +8,21 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
+from torch import nn
 
 from pan_cli.baselines import BASELINES
+from pan_cli.config import RunConfig
 from pan_cli.datasets.holes import read_mask
-from pan_cli.datasets.images import read_image, to_float, to_uint8, write_image
+from pan_cli.datasets.images import read_image, write_image
 from pan_cli.datasets.layout import Pair, images_by_name
 from pan_cli.datasets.paired import load_pair
 from pan_cli.errors import PanError
-from pan_cli.inference import Predictor
-from pan_cli.inpainting import default_mask, inpaint
+from pan_cli.inpainting import default_mask
 from pan_cli.metrics import Settings, hole_scores, score
+from pan_cli.predictor import Predictor
 
 CAP_DB = 100.0  # an identical image's PSNR (inf) counts as this in a mean, which stays finite
 
@@ -89,24 +91,33 @@ def score_model(predictor: Predictor, pairs: Sequence[Pair], settings: Settings,
     them), else the centre hole, and is also scored inside the hole; with `baselines`, the
     classical fills of the same holes are scored too (rows with their method's name)."""
     config = predictor.config
-    holes = config.synthesize == "holes"
+    holes = predictor.inpaints
     masks = _masks_beside(pairs) if holes else {}
     for pair in pairs:
         x, y = load_pair(pair, config.direction, (3, 3) if holes else (config.in_channels, config.out_channels))
+        mask = None
         if holes:
             if masks and pair.name not in masks:
                 raise PanError(f"no mask for {pair.a} in the masks/ folder beside it")
             mask = read_mask(masks[pair.name]) if masks else default_mask(x)
             _check_size(mask[None], masks.get(pair.name, pair.a), x, pair.a)
-            output = inpaint(predictor, x, mask)
-        else:
-            output = to_uint8(predictor(to_float(x)[None])[0])
+        output = predictor.predict(x, mask)
         if save is not None:
             write_image(save / f"{pair.name}.png", output)
         where = masks.get(pair.name, pair.a) if holes else None
-        yield Row(pair.name, _scores(pair.b or pair.a, y, output, settings, mask if holes else None, where))
+        yield Row(pair.name, _scores(pair.b or pair.a, y, output, settings, mask, where))
         for method, fill_hole in (BASELINES.items() if holes and baselines else ()):
             yield Row(pair.name, _scores(pair.b or pair.a, y, fill_hole(x, mask), settings, mask, where), method)
+
+
+def validator(pairs: Sequence[Pair], settings: Settings) -> Callable[[RunConfig, nn.Module, torch.device],
+                                                                     dict[str, float]]:
+    """For training: the mean scores of a net (its inference weights) on `pairs`."""
+
+    def validate(config: RunConfig, net: nn.Module, device: torch.device) -> dict[str, float]:
+        return mean_row(list(score_model(Predictor(config, net, device), pairs, settings))).scores
+
+    return validate
 
 
 def _masks_beside(pairs: Sequence[Pair]) -> dict[str, Path]:

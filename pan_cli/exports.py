@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pan_cli import __version__
 from pan_cli.config import RunConfig
 from pan_cli.datasets.images import atomic_write
 from pan_cli.errors import PanError
-from pan_cli.networks import GENERATORS, build_generator, fold_batchnorm
+from pan_cli.geometry import Geometry
+from pan_cli.networks import build_generator, fold_batchnorm, geometry
 
 FORMATS = ("torch", "onnx", "safetensors")
 WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
@@ -62,19 +62,16 @@ def inference_net(state: dict[str, Any]) -> nn.Module:
 
 
 class AnySize(nn.Module):
-    """Pads the input up to the generator's multiple (edge pixels repeated) and crops the
-    output back, so the exported graph takes any height and width, as `pan infer` does."""
+    """Pads the input up to the generator's multiple and crops the output back (as `pan infer`
+    does, through the same Geometry.pad), so the exported graph takes any height and width."""
 
-    def __init__(self, net: nn.Module, multiple: int):
+    def __init__(self, net: nn.Module, geometry: Geometry):
         super().__init__()
-        self.net, self.multiple = net, multiple
+        self.net, self.geometry = net, geometry
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         height, width = image.shape[-2], image.shape[-1]
-        pad_h = (self.multiple - height % self.multiple) % self.multiple
-        pad_w = (self.multiple - width % self.multiple) % self.multiple
-        padded = F.pad(image, [0, pad_w, 0, pad_h], mode="replicate")
-        return self.net(padded)[..., :height, :width]
+        return self.net(self.geometry.pad(image))[..., :height, :width]
 
 
 def _require(module: str, extra: str):
@@ -87,11 +84,11 @@ def _require(module: str, extra: str):
 def export_onnx(state: dict[str, Any], path: Path) -> None:
     onnx = _require("onnx", "onnx")
     config: RunConfig = state["config"]
-    multiple = GENERATORS[config.generator].multiple
-    net = AnySize(inference_net(state), multiple) if multiple else inference_net(state)
-    side = config.image_size if not multiple else max(multiple, 64)
+    shape = geometry(config.generator)
+    net = AnySize(inference_net(state), shape) if shape.any_size else inference_net(state)
+    side = max(shape.multiple, 64) if shape.any_size else config.image_size
     example = torch.zeros(1, config.in_channels, side, side)
-    axes = {0: "batch"} if not multiple else {0: "batch", 2: "height", 3: "width"}
+    axes = {0: "batch", 2: "height", 3: "width"} if shape.any_size else {0: "batch"}
     tmp = path.with_name(f".{path.name}.export")
     try:
         torch.onnx.export(net, (example,), str(tmp), input_names=["image"], output_names=["output"],

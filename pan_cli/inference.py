@@ -13,63 +13,19 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from pan_cli.checkpoint import load_checkpoint
-from pan_cli.config import RunConfig
 from pan_cli.datasets.holes import read_mask
-from pan_cli.datasets.images import is_image_path, to_float, to_uint8, write_image
+from pan_cli.datasets.images import is_image_path, to_uint8, write_image
 from pan_cli.datasets.labels import read_input
 from pan_cli.errors import PanError
-from pan_cli.inpainting import default_mask, inpaint
 from pan_cli.jobs import Job
-from pan_cli.networks import GENERATORS, build_generator, fold_batchnorm
-
-
-class Predictor:
-    """T from a checkpoint (its EMA weights when the run kept them), in eval mode: BatchNorm
-    uses its running statistics, folded into the convolutions. `net` itself is not changed."""
-
-    def __init__(self, config: RunConfig, net: nn.Module, device: torch.device):
-        self.config, self.device = config, device
-        # channels_last measured 14% faster for CPU inference here (make bench); exact either way
-        self.memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
-        self.net = fold_batchnorm(net).to(device, memory_format=self.memory_format)
-        self.multiple = GENERATORS[config.generator].multiple  # 0: takes exactly its own size
-
-    @classmethod
-    def from_checkpoint(cls, path: Path, task: str | None, device: torch.device) -> Predictor:
-        state = load_checkpoint(path, task=task)
-        config = state["config"]
-        net = build_generator(config)
-        weights = state["T_ema"] if state.get("T_ema") is not None else state["T"]
-        try:
-            net.load_state_dict(weights)
-        except RuntimeError as exc:
-            raise PanError(f"{path}: weights do not fit the {config.generator!r} generator ({exc})") from None
-        return cls(config, net, device)
-
-    @torch.inference_mode()
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        """[-1, 1] NCHW in, [-1, 1] NCHW out at the input's own size: padded up to the network's
-        multiple (reflection), then cropped back; never resized. A generator with no multiple
-        (the context encoder) takes its own input size and returns its patch."""
-        x = batch.to(self.device).contiguous(memory_format=self.memory_format)
-        if not self.multiple:
-            return self.net(x).float().cpu()
-        height, width = batch.shape[-2:]
-        pad_h, pad_w = (-height) % self.multiple, (-width) % self.multiple
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        return self.net(x)[..., :height, :width].float().cpu()
+from pan_cli.predictor import Predictor
 
 
 class _Decode(Dataset):
-    """Job i -> (i, [-1, 1] float image), or for inpainting (i, (uint8 image, bool mask)), or
-    (i, error message)."""
+    """Job i -> (i, uint8 image), or for inpainting (i, (uint8 image, bool mask or None)), or
+    (i, error message). Images stay uint8 here: the predictor converts them tile by tile."""
 
     def __init__(self, jobs: Sequence[Job], channels: int, max_pixels: int | None, holes: bool):
         self.jobs, self.channels, self.max_pixels, self.holes = jobs, channels, max_pixels, holes
@@ -84,9 +40,9 @@ class _Decode(Dataset):
         try:
             image = read_input(job.source, self.channels, self.max_pixels)
             if not self.holes:
-                return index, to_float(image)
+                return index, image
             if job.mask is None:
-                return index, (image, default_mask(image))
+                return index, (image, None)
             mask = read_mask(job.mask, self.max_pixels)
         except PanError as exc:
             return index, str(exc)
@@ -147,7 +103,7 @@ def run_inference(
             if job.output.exists():
                 raise PanError(f"output {job.output} already exists (use --overwrite to replace it)")
     summary, began = Summary(), time.perf_counter()
-    holes = predictor.config.synthesize == "holes"
+    holes = predictor.inpaints
     loader = DataLoader(
         _Decode(jobs, min(predictor.config.in_channels, 3), max_pixels, holes),
         batch_size=None,
@@ -176,7 +132,7 @@ def run_inference(
     if holes:  # one image at a time: each has its own holes
         for index, (image, mask) in decoded:
             try:
-                filled = inpaint(predictor, image, mask)
+                filled = predictor.predict(image, mask)
             except RuntimeError as exc:
                 if not out_of_memory([index], image.shape, exc):
                     raise

@@ -14,7 +14,7 @@ and the prediction is resized back. Either way only masked pixels change.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -22,11 +22,19 @@ from scipy.ndimage import distance_transform_edt
 from skimage.measure import label, regionprops
 from torchvision.transforms.v2.functional import resize
 
+from pan_cli.config import RunConfig
 from pan_cli.datasets.holes import CONTEXT, INNER, PATCH, centre_mask, fill, with_mask_channel
 from pan_cli.datasets.images import to_float, to_uint8
+from pan_cli.geometry import Geometry
 
-if TYPE_CHECKING:
-    from pan_cli.inference import Predictor
+
+class Generator(Protocol):
+    """What filling needs of a model (pan_cli.predictor.Predictor is one)."""
+
+    config: RunConfig
+    geometry: Geometry
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
 
 MIN_HOLE = 16  # a smaller region still gets a window this size, so it has context around it
 BATCH = 16  # windows per forward pass
@@ -37,15 +45,15 @@ def default_mask(image: torch.Tensor) -> torch.Tensor:
     return centre_mask(*image.shape[1:])
 
 
-def inpaint(predictor: Predictor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def inpaint(model: Generator, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """uint8 CHW image and bool HxW mask (True = fill) -> uint8 CHW with the masked pixels filled
     and every other pixel exactly as it was."""
     if not mask.any():
         return image.clone()
-    if predictor.multiple:
-        predicted = _fill_at_scale(predictor, fill(image, mask), mask)
+    if model.geometry.any_size:
+        predicted = _fill_at_scale(model, fill(image, mask), mask)
     else:
-        predicted = _fill_by_windows(predictor, fill(image, mask), mask)
+        predicted = _fill_by_windows(model, fill(image, mask), mask)
     return torch.where(mask, predicted, image)
 
 
@@ -56,22 +64,22 @@ def fill_scale(mask: torch.Tensor, crop: int) -> float:
     return min(1.0, crop / 4 / radius)
 
 
-def _fill_at_scale(predictor: Predictor, filled: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _fill_at_scale(model: Generator, filled: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """`filled` has its hole pixels set to the mean colour already, so nothing of what was
     there can leak into a downscaled image."""
-    scale = fill_scale(mask, predictor.config.image_size)
+    scale = fill_scale(mask, model.config.image_size)
     if scale == 1.0:
-        return to_uint8(predictor(with_mask_channel(filled, mask)[None])[0])
+        return to_uint8(model(with_mask_channel(filled, mask)[None])[0])
     height, width = mask.shape
     size = [max(1, round(height * scale)), max(1, round(width * scale))]
     small = resize(filled, size, antialias=True)
     # every small pixel that any hole pixel falls in is a hole pixel
     small_mask = F.adaptive_max_pool2d(mask[None, None].float(), size)[0, 0] > 0
-    predicted = predictor(with_mask_channel(small, small_mask)[None])
+    predicted = model(with_mask_channel(small, small_mask)[None])
     return to_uint8(F.interpolate(predicted, size=(height, width), mode="bilinear", align_corners=False)[0])
 
 
-def _fill_by_windows(predictor: Predictor, filled: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _fill_by_windows(model: Generator, filled: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     height, width = mask.shape
     regions = label(mask.numpy(), connectivity=2)
     boxes = []  # (region, top, left, side) of each region's context window, in image coordinates
@@ -87,7 +95,7 @@ def _fill_by_windows(predictor: Predictor, filled: torch.Tensor, mask: torch.Ten
         for _, top, left, side in chunk:
             window = resize(_window(filled, top, left, side), [CONTEXT, CONTEXT], antialias=True)
             windows.append(fill(window, centre_mask(CONTEXT, CONTEXT)))  # as in training
-        patches = predictor(torch.stack([to_float(w) for w in windows]))
+        patches = model(torch.stack([to_float(w) for w in windows]))
         for (region, top, left, side), patch in zip(chunk, patches):
             size = round(side * PATCH / CONTEXT)
             p_top, p_left = top + (side - size) // 2, left + (side - size) // 2

@@ -64,12 +64,13 @@ def activation_bytes_per_pixel(net: nn.Module, in_channels: int) -> float:
     return peak / TRACE_SIDE**2
 
 
-IMAGE_BYTES_PER_PIXEL = 32  # the decoded image, its float copy, the output and the mask
+# the decoded image, the output and its blend weights, the mask: all an image costs when it is
+# tiled (or cut into windows, for the context encoder), whatever the model
+IMAGE_BYTES_PER_PIXEL = 32
 
 
-def max_pixels(net: nn.Module, in_channels: int, device: torch.device, fixed_size: bool = False) -> int:
-    """The largest image (in pixels) `net` can run on with the memory free now. A net of one
-    fixed input size (the context encoder: one window per hole) costs the same for any image,
-    so only the image's own copies count per pixel."""
-    per_pixel = IMAGE_BYTES_PER_PIXEL if fixed_size else activation_bytes_per_pixel(net, in_channels)
-    return max(1, int(free_bytes(device) * HEADROOM / per_pixel))
+def max_pixels(bytes_per_pixel: float, device: torch.device) -> int:
+    """The largest image (in pixels) that fits in the memory free now at `bytes_per_pixel`
+    (Predictor.bytes_per_pixel: the activations of a whole-image pass, or only the image's own
+    copies when it is tiled)."""
+    return max(1, int(free_bytes(device) * HEADROOM / bytes_per_pixel))

@@ -14,15 +14,18 @@ from pan_cli.datasets.images import WRITE_FORMATS
 from pan_cli.devices import pick_device
 from pan_cli.errors import PanError
 from pan_cli.exports import FORMATS, WEIGHTS_NAME, export_onnx, export_safetensors, format_for
-from pan_cli.inference import Predictor, run_inference
+from pan_cli.inference import run_inference
 from pan_cli.jobs import check_output_folder, collect_jobs, mark_output, stdin_paths
 from pan_cli.memory import max_pixels as memory_max_pixels
-from pan_cli.options import set_threads
+from pan_cli.options import set_threads, tile_options
 from pan_cli.output import emit
+from pan_cli.predictor import Predictor
 from pan_cli.progress import progress_bar, stderr_console
 from pan_cli.tasks import TASKS
 
-PILLOW_LIMIT = 178_956_970  # Pillow's own decompression-bomb error threshold
+# Pillow's decompression-bomb warning threshold (Image.MAX_IMAGE_PIXELS): larger images are
+# refused unless --max-pixels allows them, even though tiling could run them
+BOMB_LIMIT = 89_478_485
 EXIT_PARTIAL = 3  # some inputs failed, the rest were written
 
 
@@ -42,15 +45,16 @@ EXIT_PARTIAL = 3  # some inputs failed, the rest were written
               help="A bad input: report it and go on, or stop.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
 @click.option("--max-pixels", type=click.IntRange(min=1),
-              help="Refuse larger images (decompression bombs, photos too large to run whole). Default: what "
-                   "the memory free now allows for the model, at most 178956970.")
+              help="Refuse larger images (decompression bombs). Default: what the memory free now allows "
+                   "(with --tile 0: for the model's whole-image pass), at most 89478485 (Pillow's limit).")
+@tile_options
 @click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's choice).")
 @click.option("-0", "--null", is_flag=True,
               help="Paths on stdin ('-') and on stdout end with NUL, not a newline (find -print0, xargs -0).")
 @click.option("-q", "--quiet", is_flag=True, help="Only data on stdout and errors on stderr.")
 def infer_command(inputs, task, checkpoint, out_dir, mask, batch_size, device, fmt, on_error, overwrite,
-                  max_pixels, workers, threads, null, quiet) -> None:
+                  max_pixels, tile, tile_overlap, workers, threads, null, quiet) -> None:
     """Run a trained model over image files, folders, or '-' (paths on stdin).
 
     Each written path is printed on stdout; outputs keep the inputs' relative paths."""
@@ -60,12 +64,11 @@ def infer_command(inputs, task, checkpoint, out_dir, mask, batch_size, device, f
         checkpoint = default_checkpoint(task, lambda m: console.print(f"pan: {m}", highlight=False))
         if checkpoint != PRETRAINED.get(task):  # the shipped model is announced by default_checkpoint
             console.print(f"pan: using {checkpoint}", highlight=False)
-    predictor = Predictor.from_checkpoint(checkpoint, task, pick_device(device))
-    if mask is not None and predictor.config.synthesize != "holes":
+    predictor = Predictor.from_checkpoint(checkpoint, task, pick_device(device), tile, tile_overlap)
+    if mask is not None and not predictor.inpaints:
         raise PanError("--mask is for inpaint models")
     if max_pixels is None:
-        max_pixels = min(PILLOW_LIMIT, memory_max_pixels(predictor.net, predictor.config.in_channels,
-                                                         predictor.device, not predictor.multiple))
+        max_pixels = min(BOMB_LIMIT, memory_max_pixels(predictor.bytes_per_pixel(), predictor.device))
     stdin = stdin_paths(sys.stdin.buffer, null) if "-" in inputs else ()
     jobs = collect_jobs(inputs, out_dir, fmt, stdin, mask,
                         on_skipped=lambda m: console.print(f"pan: {m}", highlight=False))

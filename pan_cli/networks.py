@@ -15,6 +15,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from pan_cli.config import RunConfig
 from pan_cli.errors import PanError
+from pan_cli.geometry import Geometry
 from pan_cli.prenet import PReNet
 
 
@@ -36,7 +37,8 @@ def _up(cin: int, cout: int) -> nn.Sequential:
 class UNet(nn.Module):
     """Six 3x3/2 encoder convs, six 4x4/2 decoder deconvs, the first four with mirrored skips."""
 
-    multiple = 64  # six stride-2 stages
+    # six stride-2 stages; an output pixel sees up to 188 px (measured by gradient, tests/test_tiling.py)
+    geometry = Geometry(multiple=64, reach=192)
     ENCODER = (64, 128, 256, 512, 512, 512)
     DECODER = (512, 256, 128, 64)  # these four concatenate encoder outputs 5, 4, 3, 2
 
@@ -84,7 +86,7 @@ class IDCGAN(nn.Module):
     A stride-1 3x3 'deconvolution' with padding 1 is a convolution, so Conv2d is used for
     the decoder as well (same function class, faster kernels)."""
 
-    multiple = 1
+    geometry = Geometry(multiple=1, reach=12)  # twelve 3x3 stride-1 layers
     ENCODER = (64, 64, 64, 64, 32, 1)
     DECODER = (32, 64, 64, 64, 64)
     SKIPS = {1: 3, 3: 1}  # decoder layer index -> encoder layer index added to its output
@@ -117,9 +119,7 @@ class IDCGAN(nn.Module):
 class ContextEncoder(nn.Module):
     """Context-Encoder-style inpainting T: a 128x128 context in, the 64x64 centre patch out."""
 
-    multiple = 0  # not fully convolutional: exactly `size` in
-    size = 128
-    patch = 64
+    geometry = Geometry(fixed=128, patch=64)  # not fully convolutional
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, bottleneck: int = 4000):
         super().__init__()
@@ -198,20 +198,23 @@ class Composite(nn.Module):
         return torch.lerp(x[:, : self.out_channels], self.net(x), mask)
 
 
+def geometry(generator: str) -> Geometry:
+    if generator not in GENERATORS:
+        raise PanError(f"unknown generator {generator!r}; choose one of {sorted(GENERATORS)}")
+    return GENERATORS[generator].geometry
+
+
 def check_size(generator: str, size: int) -> None:
     """Raise a PanError naming the sizes `generator` can take if it cannot take `size`."""
-    net = GENERATORS[generator]
-    if net.multiple == 0 and size != net.size:
-        raise PanError(f"generator {generator!r} takes exactly {net.size}x{net.size} images, not {size}")
-    if net.multiple > 1 and size % net.multiple:
-        raise PanError(f"generator {generator!r} needs image sizes that are multiples of "
-                       f"{net.multiple} (e.g. {net.multiple * max(1, round(size / net.multiple))}), not {size}")
+    try:
+        geometry(generator).check(generator, size)
+    except ValueError as exc:
+        raise PanError(str(exc)) from None
 
 
 def output_size(config: RunConfig) -> int:
     """The size of T's output (and of what D sees) for a training crop of config.image_size."""
-    net = GENERATORS[config.generator]
-    return net.patch if net.multiple == 0 else config.image_size
+    return geometry(config.generator).output_size(config.image_size)
 
 
 def init_weights(module: nn.Module, std: float = 0.02, first_std: float | None = None) -> None:
@@ -230,8 +233,7 @@ def init_weights(module: nn.Module, std: float = 0.02, first_std: float | None =
 
 
 def build_generator(config: RunConfig) -> nn.Module:
-    if config.generator not in GENERATORS:
-        raise PanError(f"unknown generator {config.generator!r}; choose one of {sorted(GENERATORS)}")
+    geometry(config.generator)  # a known name
     net = GENERATORS[config.generator](config.in_channels, config.out_channels)
     if config.init == "authors":  # first conv N(0, .05); ID-CGAN's generator N(0, .05) throughout
         init_weights(net, 0.05 if config.generator == "idcgan" else 0.02, first_std=0.05)
@@ -241,7 +243,7 @@ def build_generator(config: RunConfig) -> nn.Module:
         return Composite(net, config.out_channels)
     if not config.residual:
         return net
-    if net.multiple == 0:
+    if not net.geometry.any_size:
         raise PanError(f"--residual needs a generator whose output is its input's size, "
                        f"not {config.generator!r}")
     # Zero the last layer so a residual T starts as the exact identity: training then only

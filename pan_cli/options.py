@@ -81,3 +81,31 @@ def rain_options(command):
                         help="Rain model: light streaks (shaped by --rain-*), heavy (Yang et al.: streak layers "
                              "in several directions plus a veil), photoshop (Fu et al.), or mixed, each draw "
                              f"picking one (default {RunConfig.rain}).")(command)
+
+
+class TileSize(click.ParamType):
+    """--tile: "auto" (None), 0 (whole images) or a side in pixels."""
+
+    name = "auto|N"
+
+    def convert(self, value, param, ctx):
+        if value is None or value == "auto":
+            return None
+        try:
+            side = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not auto or a whole number of pixels", param, ctx)
+        if not 0 <= side <= MAX_SIDE:
+            self.fail(f"{side} is not in 0..{MAX_SIDE} (0: whole images)", param, ctx)
+        return side
+
+
+def tile_options(command):
+    """--tile and --tile-overlap, for every command that runs a model over images."""
+    command = click.option("--tile-overlap", type=click.IntRange(0, MAX_SIDE),
+                           help="Pixels shared by neighbouring tiles. Default: enough that tiled output "
+                                "equals whole-image output (twice the model's reach, plus a blend).")(command)
+    return click.option("--tile", type=TileSize(), default="auto", show_default=True,
+                        help="Run large images in N x N tiles, blended without seams (bounded memory). "
+                             "auto: the tile size from the memory free on the device; 0: whole images.")(command)
+

@@ -1,6 +1,6 @@
-"""What a run directory holds besides the lock: where a run starts (fresh, latest, or the
-newest checkpoint that loads), pruning of step files, metrics.jsonl trimming on resume, and
-the sample grids."""
+"""A run directory and everything in it besides the lock: where a run starts (fresh, latest,
+or the newest checkpoint that loads), and the RunDir that owns step files and their pruning,
+latest.pt and best.pt, metrics.jsonl (trimmed on resume), config.json and the sample grids."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from typing import Callable
 import torch
 
 from pan_cli.checkpoint import (
+    link_latest,
     load_training_checkpoint,
     newest_valid,
     run_checkpoints,
+    save_checkpoint,
     step_of,
 )
 from pan_cli.config import RunConfig
@@ -101,3 +103,76 @@ def write_samples(path: Path, x: torch.Tensor, output: torch.Tensor, y: torch.Te
     for i in range(min(4, x.shape[0])):
         tiles += [x[i], compose(x[i: i + 1], output[i: i + 1])[0], compose(x[i: i + 1], y[i: i + 1])[0]]
     return write_grid(path, [to_uint8(t.cpu()) for t in tiles], columns=3)
+
+
+class RunDir:
+    """The files of one run. Only the main process writes (`main`); the others get the same
+    answers so every process of a torchrun job walks the same path."""
+
+    def __init__(self, path: Path, keep: int = 3, main: bool = True,
+                 warn: Callable[[str], None] = lambda message: None):
+        self.path, self.keep, self.main, self.warn = path, keep, main, warn
+        self.latest, self.best_link = path / "latest.pt", path / "best.pt"
+        self.metrics = path / "metrics.jsonl"
+        self.last_saved: Path | None = None
+        self.written: set[Path] = set()  # checkpoints this process wrote: known good
+
+    def prepare(self, rank: int = 0) -> None:
+        """Check that the folder is writable and remove temporary files a crash left behind."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / f".write-test-{rank}"
+            probe.write_bytes(b"")
+            probe.unlink()
+            for stale in self.path.glob(".*.tmp") if self.main else ():  # left by a write a crash cut short
+                stale.unlink()
+        except OSError as exc:
+            raise PanError(f"cannot write to run directory {self.path}: {exc.strerror or exc}") from None
+
+    def begin(self, config: RunConfig, resumed_at: int | None) -> None:
+        """config.json for this run; metrics.jsonl trimmed to the step resumed from, or emptied."""
+        if not self.main:
+            return
+        if resumed_at is not None:
+            trim_metrics(self.metrics, resumed_at)
+        else:
+            self.metrics.unlink(missing_ok=True)
+        atomic_write(self.path / "config.json", lambda h: h.write(json.dumps(config.to_dict(), indent=2).encode()))
+
+    def log(self, record: dict) -> None:
+        if self.main:
+            with self.metrics.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def last_good(self) -> str:
+        """For error messages: where the run can be continued from."""
+        previous = self.last_saved or (self.latest if self.latest.exists() else None)
+        return f"; the last good checkpoint is {previous}" if previous else ""
+
+    def save(self, state: dict, step: int) -> Path:
+        """step-N.pt, then latest.pt pointing at it, then old step files pruned."""
+        path = self.path / f"step-{step}.pt"
+        if self.main:
+            try:
+                save_checkpoint(path, state)
+                link_latest(path, self.latest)
+            except OSError as exc:
+                raise PanError(f"could not write {path}: {exc.strerror or exc}{self.last_good()}") from None
+            self.written.add(path)
+            if self.keep:
+                prune(self.path, self.keep, self.written, self.warn)
+        self.last_saved = path
+        return path
+
+    def saved_at(self, step: int) -> bool:
+        return self.last_saved is not None and step_of(self.last_saved) == step
+
+    def mark_best(self) -> None:
+        if self.main and self.last_saved is not None:
+            link_latest(self.last_saved, self.best_link)
+
+    def sample(self, step: int, x: torch.Tensor, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        if not self.main:
+            return None
+        return write_samples(self.path / "samples" / f"step-{step}.png", x, output, y)
+

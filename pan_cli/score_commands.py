@@ -9,15 +9,16 @@ import click
 
 from pan_cli.checkpoint import default_checkpoint
 from pan_cli.compare import compare
-from pan_cli.config import OBJECTIVES
 from pan_cli.datasets.layout import detect_layout, find_pairs, find_photos
 from pan_cli.datasets.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, write_rain_pairs
 from pan_cli.devices import pick_device
 from pan_cli.errors import PanError
 from pan_cli.evaluation import best_split, matching_files, render, score_files, score_model
-from pan_cli.inference import Predictor
+from pan_cli.losses.objectives import OBJECTIVES
 from pan_cli.metrics import Settings
+from pan_cli.options import tile_options
 from pan_cli.output import emit
+from pan_cli.predictor import Predictor
 from pan_cli.progress import stderr_console
 from pan_cli.report import write_report
 from pan_cli.tasks import TASKS, make_config
@@ -42,8 +43,9 @@ from pan_cli.tasks import TASKS, make_config
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image, then the mean.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@tile_options
 def eval_command(pred, ref, mask, task, checkpoint, data, split, save, channel, crop_border, no_baselines, as_json,
-                 as_csv, device) -> None:
+                 as_csv, device, tile, tile_overlap) -> None:
     """PSNR, SSIM, UQI and VIF per image and their mean, on 8-bit images.
 
     Either score existing images (--pred DIR --ref DIR) or a model on a dataset
@@ -59,7 +61,7 @@ def eval_command(pred, ref, mask, task, checkpoint, data, split, save, channel, 
         layout = detect_layout(data)
         pairs = find_pairs(layout, split or best_split(layout.splits))
         checkpoint = checkpoint or default_checkpoint(task, lambda m: click.echo(f"pan: {m}", err=True))
-        predictor = Predictor.from_checkpoint(checkpoint, task, pick_device(device))
+        predictor = Predictor.from_checkpoint(checkpoint, task, pick_device(device), tile, tile_overlap)
         rows = list(score_model(predictor, pairs, settings, save, baselines=not no_baselines))
     else:
         raise click.UsageError("give --pred and --ref, or --task and --data")

@@ -44,7 +44,7 @@ def batchnorm_problem(config: RunConfig) -> str | None:
         T = build_generator(config)
         layers = [f"T's {name}" for name in _single_value_layers(
             T, torch.empty(config.batch_size, config.in_channels, config.image_size, config.image_size))]
-        if config.objective != "l1":
+        if config.loss.uses_d:
             D = build_discriminator(config)
             size = output_size(config)
             layers += [f"D's {name}" for name in _single_value_layers(

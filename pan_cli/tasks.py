@@ -8,6 +8,7 @@ from typing import Any
 
 from pan_cli.config import RunConfig
 from pan_cli.errors import PanError
+from pan_cli.losses.objectives import OBJECTIVES
 from pan_cli.networks import GENERATORS, check_size
 
 
@@ -123,13 +124,6 @@ PAPER = {
 PAPER_SIZES = {"inpaint": (128, 0)}  # (image_size, load_size); the rest resize 286, crop 256
 
 # What each objective implies unless the user says otherwise.
-OBJECTIVE_DEFAULTS = {
-    "pan": {},
-    "pix2pix": {"lambda_pix": 100.0, "gan_form": "non-saturating"},
-    "l1": {},
-}
-
-
 def get_task(name: str) -> Task:
     if name not in TASKS:
         raise PanError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
@@ -146,9 +140,9 @@ def make_config(task_name: str, paper: bool = False, **overrides: Any) -> RunCon
         values.update(PAPER)
         values["image_size"], values["load_size"] = PAPER_SIZES.get(task.name, (256, 286))
     objective = given.get("objective", values["objective"])
-    if objective not in OBJECTIVE_DEFAULTS:
-        raise PanError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVE_DEFAULTS)}")
-    values.update(OBJECTIVE_DEFAULTS[objective])
+    if objective not in OBJECTIVES:
+        raise PanError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    values.update(OBJECTIVES[objective].implies)
     values.update(given)
     if values["synthesize"] == "holes" and values["residual"]:
         raise PanError("inpaint needs no --residual: known pixels already pass through unchanged")

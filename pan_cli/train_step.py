@@ -53,7 +53,7 @@ class Models:
             raise PanError("--precision fp16 needs a CUDA device (use bf16 on CPU)")
         torch.manual_seed(config.seed)
         T = build_generator(config).to(device)
-        D = build_discriminator(config).to(device) if config.objective != "l1" else None
+        D = build_discriminator(config).to(device) if config.loss.uses_d else None
         adam = dict(lr=config.lr, betas=config.betas)
         scaling = precision == "fp16"  # bf16 keeps fp32's range: no loss scaling
         return cls(
@@ -142,7 +142,7 @@ def t_step(config: RunConfig, m: Models, x: torch.Tensor, y: torch.Tensor) -> tu
         fake = real_hidden = None
         if m.D is not None:
             m.D.requires_grad_(False)
-            if config.objective == "pan":
+            if config.loss.perceptual:
                 with torch.no_grad():
                     real_hidden = m.D(y).hidden
             fake = m.D(output)

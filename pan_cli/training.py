@@ -6,7 +6,6 @@ authors' alternation); the `l1` objective has no D and takes one batch a step.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import signal
@@ -17,25 +16,17 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
-from pan_cli.checkpoint import (
-    link_latest,
-    save_checkpoint,
-    step_of,
-)
 from pan_cli.config import RunConfig
-from pan_cli.datasets.images import atomic_write
 from pan_cli.datasets.layout import Pair
 from pan_cli.datasets.paired import StepBatches
 from pan_cli.datasets.synthesized import training_set
 from pan_cli.distributed import Group
 from pan_cli.errors import PanError
-from pan_cli.evaluation import mean_row, score_model
 from pan_cli.exports import data_fingerprint
-from pan_cli.inference import Predictor
-from pan_cli.metrics import Settings
-from pan_cli.run_dir import prune, starting_point, trim_metrics, write_samples
+from pan_cli.run_dir import RunDir, starting_point
 from pan_cli.runlock import LOCK_NAME, run_dir_lock
 from pan_cli.train_step import Models, d_step, t_step
 
@@ -64,7 +55,11 @@ class TrainOptions:
     precision: str = "fp32"  # "bf16" (CPU and recent GPUs) or "fp16" (CUDA, with loss scaling) autocast
     compile: bool = False  # torch.compile T and D (in place: checkpoint keys stay plain)
     group: Group = Group()  # the data-parallel process group (torchrun); one process by default
-    val_settings: Settings = Settings()  # how validation scores (derain: Y channel, as papers do)
+
+
+# Scores T's inference weights (config, net, device) -> mean scores with at least "psnr"; the
+# caller builds it (pan_cli.evaluation.validator), so training never imports the inference stack.
+Validate = Callable[[RunConfig, nn.Module, torch.device], dict[str, float]]
 
 
 @contextmanager
@@ -127,7 +122,7 @@ def _train(
     steps: int | None = None,
     on_step: Callable[[int, dict[str, float] | None], None] | None = None,
     warn: Callable[[str], None] = lambda message: None,
-    val_pairs: list[Pair] | None = None,
+    validate: Validate | None = None,
     asked: frozenset[str] = frozenset(),
 ) -> Path:
     """Train, writing checkpoints, samples and metrics.jsonl under options.run_dir.
@@ -136,37 +131,20 @@ def _train(
     `resume` "latest" continues from run_dir/latest.pt, "auto" from the newest checkpoint that
     loads (or starts fresh if there is none); the checkpoint's config wins, and `steps`, when
     given, sets the new total. A resumed run ends with the same weights as one that never
-    stopped. A fresh run refuses a run_dir that already holds checkpoints. With `val_pairs`,
-    every options.val_every steps the inference weights are scored on them and best.pt links
-    to the best checkpoint by PSNR. Returns the last checkpoint's path."""
-    run_dir, device, group = options.run_dir, options.device, options.group
-    main = group.main  # only the main process writes files
-    latest = run_dir / "latest.pt"
-    config, state = starting_point(config, run_dir, resume, steps, warn, asked)
+    stopped. A fresh run refuses a run_dir that already holds checkpoints. With `validate`,
+    every options.val_every steps the inference weights are scored and best.pt links to the
+    best checkpoint by PSNR. Returns the last checkpoint's path.
+
+    Each step runs its phases in order: batch, step, log, sample, validate, checkpoint, stop."""
+    device, group = options.device, options.group
+    run = RunDir(options.run_dir, options.keep, group.main, warn)
+    config, state = starting_point(config, run.path, resume, steps, warn, asked)
     dataset = training_set(config, pairs)
     dataset.check_sizes()
     data = data_fingerprint(pairs)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{group.rank}"
-        probe.write_bytes(b"")
-        probe.unlink()
-        for stale in run_dir.glob(".*.tmp") if main else ():  # left by a write a crash or SIGKILL cut short
-            stale.unlink()
-    except OSError as exc:
-        raise PanError(f"cannot write to run directory {run_dir}: {exc.strerror or exc}") from None
-    board = tensorboard_writer(run_dir) if options.tensorboard and main else None
-
-    models = Models.build(config, device, options.precision, group)
-    if options.compile:
-        for net in (models.T, models.D):
-            if net is not None:
-                net.compile()
-    needed = 2 * models.checkpoint_bytes()
-    free = shutil.disk_usage(run_dir).free
-    if free < needed:
-        raise PanError(f"{run_dir}: {free / 2**20:.0f} MiB free, but a checkpoint needs about "
-                       f"{needed / 2**20:.0f} MiB to be written safely")
+    run.prepare(group.rank)
+    board = tensorboard_writer(run.path) if options.tensorboard and group.main else None
+    models = _build(config, options)
     start, best = 0, {"step": 0, "psnr": float("-inf")}
     if state is not None:
         models.load_state(state)
@@ -174,115 +152,48 @@ def _train(
         best = state.get("best") or best
         if start >= config.steps:
             warn(f"the run is already at step {start} of {config.steps}; give a larger --steps to go on")
-    metrics_path = run_dir / "metrics.jsonl"
-    if main and resume:
-        trim_metrics(metrics_path, start)
-    elif main:
-        metrics_path.unlink(missing_ok=True)
-    if main:
-        atomic_write(run_dir / "config.json", lambda h: h.write(json.dumps(config.to_dict(), indent=2).encode()))
+    run.begin(config, start if resume else None)
+    batches = _StepData(dataset, config, options, start)
 
-    batches_per_step = 1 if models.D is None else 2
-    loader = DataLoader(
-        dataset,
-        batch_sampler=StepBatches(len(dataset), config.batch_size * group.world, config.seed,
-                                  start * batches_per_step, shard=(group.rank, group.world)),
-        num_workers=options.workers,
-        pin_memory=device.type == "cuda",
-    )
-    batches = iter(loader)
-
-    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = next(batches)
-        return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-
-    def step_batches(step: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Both batches of a step, read before any update: a data error leaves the weights at
-        the end of the previous step, which is saved before the error is reported."""
-        try:
-            return [next_batch() for _ in range(batches_per_step)]
-        except PanError as exc:
-            if step - 1 > start and main:
-                saved = last_saved if last_saved is not None and step_of(last_saved) == step - 1 else save(step - 1)
-                raise PanError(f"{exc} (at step {step}; checkpoint {saved} saved first: fix the data and "
-                               "continue with --resume)") from None
-            raise
-
-    def validate(step: int) -> bool:
-        """Score the inference weights on the validation pairs; True when they beat the best."""
-        nonlocal best
-        net = models.inference_net()
-        rows = list(score_model(Predictor(config, net, device), val_pairs, options.val_settings))
-        means = mean_row(rows).scores
-        with metrics_path.open("a") as handle:
-            handle.write(json.dumps({"step": step, **{f"val_{k}": v for k, v in means.items()}}) + "\n")
-        if means["psnr"] <= best["psnr"]:
-            return False
-        best = {"step": step, "psnr": means["psnr"]}
-        return True
-
-    def last_good() -> str:
-        previous = last_saved or (latest if latest.exists() else None)
-        return f"; the last good checkpoint is {previous}" if previous else ""
-
-    def save(step: int) -> Path:
-        path = run_dir / f"step-{step}.pt"
-        if not main:
-            return path
-        try:
-            save_checkpoint(path, {**models.state(config, step), "best": best, "data": data})
-            link_latest(path, latest)
-        except OSError as exc:
-            raise PanError(f"could not write {path}: {exc.strerror or exc}{last_good()}") from None
-        written.add(path)
-        if options.keep:
-            prune(run_dir, options.keep, written, warn)
-        return path
+    def checkpoint(step: int) -> Path:
+        return run.save({**models.state(config, step), "best": best, "data": data}, step)
 
     models.T.train()
     if models.D is not None:
         models.D.train()
-    sums: dict[str, torch.Tensor] = {}
-    count, began, last_saved, step = 0, time.perf_counter(), None, start
-    written: set[Path] = set()  # checkpoints this process wrote: known good
+    log = _Log(run, board, group, device)
     with stop_on_signal() as stop_requested, torch.autograd.set_detect_anomaly(options.detect_anomaly):
         for step in range(start + 1, config.steps + 1):
-            terms = {}
-            *d_batch, (x, y) = step_batches(step)
-            if models.D is not None:
-                terms.update({f"d_{k}": v for k, v in d_step(config, models, *d_batch[0]).items()})
+            try:
+                *d_batch, (x, y) = batches.read()
+            except PanError as exc:
+                if step - 1 > start and group.main:  # save the finished step, then report
+                    saved = run.last_saved if run.saved_at(step - 1) else checkpoint(step - 1)
+                    raise PanError(f"{exc} (at step {step}; checkpoint {saved} saved first: fix the data and "
+                                   "continue with --resume)") from None
+                raise
+            terms = {f"d_{k}": v for k, v in d_step(config, models, *d_batch[0]).items()} if d_batch else {}
             t_terms, output = t_step(config, models, x, y)
             terms.update({f"t_{k}": v for k, v in t_terms.items()})
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
-            timed_out = options.time_limit is not None and time.perf_counter() - began >= options.time_limit
+            timed_out = options.time_limit is not None and log.seconds() >= options.time_limit
             (out_of_time,) = group.any(timed_out, device=device)  # every process stops at the same step
             last = step == config.steps or out_of_time
-            scalars = None
-            if step % options.log_every == 0 or last:
-                means = group.mean(torch.stack(list(sums.values())) / count)  # the one sync per log
-                scalars = dict(zip(sums, means.tolist()))
-                if not all(math.isfinite(v) for v in scalars.values()):
-                    bad = ", ".join(f"{k}={v:.4g}" for k, v in scalars.items())
-                    raise PanError(f"non-finite loss at step {step} ({bad}){last_good()}")
-                record = {"step": step, "elapsed_s": round(time.perf_counter() - began, 3), **scalars}
-                if main:
-                    with metrics_path.open("a") as handle:
-                        handle.write(json.dumps(record) + "\n")
-                if board is not None:
-                    for key, value in scalars.items():
-                        board.add_scalar(key, value, step)
-                sums, count = {}, 0
-            if main and options.sample_every and step % options.sample_every == 0:
-                grid = write_samples(run_dir / "samples" / f"step-{step}.png", x, output, y)
+            scalars = log.add(step, terms, flush=step % options.log_every == 0 or last, last_good=run.last_good)
+            if options.sample_every and step % options.sample_every == 0:
+                grid = run.sample(step, x, output, y)
                 if board is not None:
                     board.add_image("samples", grid, step)
-            improved = main and bool(val_pairs) and (step % options.val_every == 0 or last) and validate(step)
+            improved = False
+            if validate is not None and group.main and (step % options.val_every == 0 or last):
+                means = validate(config, models.inference_net(), device)
+                run.log({"step": step, **{f"val_{k}": v for k, v in means.items()}})
+                improved = means["psnr"] > best["psnr"]
+                if improved:
+                    best = {"step": step, "psnr": means["psnr"]}
             if improved or step % options.checkpoint_every == 0 or last:
-                last_saved = save(step)
+                checkpoint(step)
             if improved:
-                link_latest(last_saved, run_dir / "best.pt")
+                run.mark_best()
             if on_step is not None:
                 on_step(step, scalars)
             if out_of_time:
@@ -290,10 +201,81 @@ def _train(
                 break
             (stop,) = group.any(stop_requested(), device=device)  # a signal during this step stops after it
             if stop:
-                if last_saved is None or last_saved.name != f"step-{step}.pt":
-                    last_saved = save(step)
-                raise Interrupted(f"interrupted at step {step}; checkpoint {last_saved}; "
+                saved = run.last_saved if run.saved_at(step) else checkpoint(step)
+                raise Interrupted(f"interrupted at step {step}; checkpoint {saved}; "
                                   f"continue with the same command and --resume")
     if board is not None:
         board.close()
-    return last_saved if last_saved is not None else latest
+    return run.last_saved if run.last_saved is not None else run.latest
+
+
+def _build(config: RunConfig, options: TrainOptions) -> Models:
+    """T, D and their optimisers on the device, compiled if asked, with disk room checked."""
+    models = Models.build(config, options.device, options.precision, options.group)
+    if options.compile:
+        for net in (models.T, models.D):
+            if net is not None:
+                net.compile()
+    needed = 2 * models.checkpoint_bytes()
+    free = shutil.disk_usage(options.run_dir).free
+    if free < needed:
+        raise PanError(f"{options.run_dir}: {free / 2**20:.0f} MiB free, but a checkpoint needs about "
+                       f"{needed / 2**20:.0f} MiB to be written safely")
+    return models
+
+
+class _StepData:
+    """The batches of each step in the run's fixed order (resumed at any step), on the device."""
+
+    def __init__(self, dataset, config: RunConfig, options: TrainOptions, start: int):
+        group, per_step = options.group, config.loss.batches_per_step
+        self.device, self.per_step = options.device, per_step
+        loader = DataLoader(
+            dataset,
+            batch_sampler=StepBatches(len(dataset), config.batch_size * group.world, config.seed,
+                                      start * per_step, shard=(group.rank, group.world)),
+            num_workers=options.workers,
+            pin_memory=options.device.type == "cuda",
+        )
+        self.batches = iter(loader)
+
+    def read(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every batch of one step, read before any update: a data error leaves the weights at
+        the end of the previous step."""
+        out = []
+        for _ in range(self.per_step):
+            x, y = next(self.batches)
+            out.append((x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)))
+        return out
+
+
+class _Log:
+    """Running means of the loss terms, written every log_every steps (one sync per write)."""
+
+    def __init__(self, run: RunDir, board, group: Group, device: torch.device):
+        self.run, self.board, self.group, self.device = run, board, group, device
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+        self.began = time.perf_counter()
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.began
+
+    def add(self, step: int, terms: dict[str, torch.Tensor], flush: bool,
+            last_good: Callable[[], str]) -> dict[str, float] | None:
+        for k, v in terms.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+        if not flush:
+            return None
+        means = self.group.mean(torch.stack(list(self.sums.values())) / self.count)
+        scalars = dict(zip(self.sums, means.tolist()))
+        if not all(math.isfinite(v) for v in scalars.values()):
+            bad = ", ".join(f"{k}={v:.4g}" for k, v in scalars.items())
+            raise PanError(f"non-finite loss at step {step} ({bad}){last_good()}")
+        self.run.log({"step": step, "elapsed_s": round(self.seconds(), 3), **scalars})
+        if self.board is not None:
+            for key, value in scalars.items():
+                self.board.add_scalar(key, value, step)
+        self.sums, self.count = {}, 0
+        return scalars

@@ -42,12 +42,9 @@ def test_onnx_export_matches_eager_pytorch_at_two_sizes(source, tmp_path, run_pa
 
 def _eager(net, image, state):
     """What pan infer computes: padded (edge pixels) up to the generator's multiple, cropped back."""
-    from pan_cli.networks import GENERATORS
+    from pan_cli.predictor import Predictor
 
-    multiple = GENERATORS[state["config"].generator].multiple
-    height, width = image.shape[-2:]
-    padded = torch.nn.functional.pad(image, [0, (-width) % multiple, 0, (-height) % multiple], mode="replicate")
-    return net(padded)[..., :height, :width].numpy()
+    return Predictor(state["config"], net, torch.device("cpu"), tile=0)(image).numpy()
 
 
 def test_safetensors_export_runs_in_pan_infer_like_the_checkpoint(tmp_path, run_pan, trained_checkpoint):

@@ -20,4 +20,4 @@ def test_max_pixels_is_free_memory_over_bytes_per_pixel(monkeypatch):
 
     monkeypatch.setattr(memory, "free_bytes", lambda device: 10 * 2**30)
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
-    assert max_pixels(net, 3, torch.device("cpu")) == int(10 * 2**30 * memory.HEADROOM / 64)
+    assert max_pixels(activation_bytes_per_pixel(net, 3), torch.device("cpu")) == int(10 * 2**30 * memory.HEADROOM / 64)

@@ -286,7 +286,7 @@ def test_a_tiny_file_that_decodes_to_100_megapixels_fails_alone_in_one_line(tmp_
 
 
 def test_an_image_that_runs_out_of_memory_fails_alone(tmp_path, trained_checkpoint, run_pan, monkeypatch):
-    from pan_cli.inference import Predictor
+    from pan_cli.predictor import Predictor
 
     run = Predictor.__call__
 

@@ -23,9 +23,10 @@ import torch
 from pan_cli.datasets.images import read_image, write_grid
 from pan_cli.datasets.layout import detect_layout, find_pairs
 from pan_cli.datasets.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, write_rain_pairs
-from pan_cli.inference import Predictor, run_inference
+from pan_cli.inference import run_inference
 from pan_cli.jobs import Job
 from pan_cli.metrics import psnr, ssim
+from pan_cli.predictor import Predictor
 from pan_cli.progress import progress_bar, stderr_console
 from pan_cli.tasks import make_config
 from pan_cli.training import TrainOptions, train

@@ -16,9 +16,8 @@ from torchvision.transforms.v2 import functional as TF
 from pan_cli.baselines import biharmonic_fill
 from pan_cli.checkpoint import PRETRAINED
 from pan_cli.datasets.holes import make_hole
-from pan_cli.datasets.images import read_image, to_float, to_uint8, write_grid
-from pan_cli.inference import Predictor
-from pan_cli.inpainting import inpaint
+from pan_cli.datasets.images import read_image, write_grid
+from pan_cli.predictor import Predictor
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 RAIN_PAIRS = ("31.png", "56.png", "81.png")  # every 25th validation pair, none picked by result
@@ -35,7 +34,7 @@ def derain(val: Path) -> None:
     tiles = []
     for name in RAIN_PAIRS:
         rainy, clean = read_image(val / "input" / name), read_image(val / "target" / name)
-        derained = to_uint8(predictor(to_float(rainy)[None])[0])
+        derained = predictor.predict(rainy)
         tiles += [shrink(t) for t in (rainy, derained, clean)]
     write_grid(DOCS / "derain-rain100h.jpg", tiles, 3)
 
@@ -47,7 +46,7 @@ def inpainting(photos: Path) -> None:
         photo = TF.center_crop(TF.resize(read_image(photos / name), 256, antialias=True), [256, 256])
         mask = make_hole(kind, 256, 256, torch.Generator().manual_seed(1))
         shown = torch.where(mask, torch.full_like(photo, 255), photo)
-        tiles += [shown, inpaint(predictor, photo, mask), biharmonic_fill(photo, mask), photo]
+        tiles += [shown, predictor.predict(photo, mask), biharmonic_fill(photo, mask), photo]
     write_grid(DOCS / "inpaint-heldout.jpg", [shrink(t, 200) for t in tiles], 4)
 
 

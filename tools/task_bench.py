@@ -35,9 +35,10 @@ from pan_cli.datasets.layout import detect_layout, find_pairs
 from pan_cli.datasets.paired import load_pair
 from pan_cli.datasets.photos import HELD_OUT_PHOTOS, MORE_PHOTOS, TRAIN_PHOTOS, builtin_photo, write_photos
 from pan_cli.datasets.rain import RainModel
-from pan_cli.inference import Predictor, run_inference
+from pan_cli.inference import run_inference
 from pan_cli.jobs import Job
 from pan_cli.metrics import hole_scores, psnr
+from pan_cli.predictor import Predictor
 from pan_cli.progress import stderr_console
 from pan_cli.tasks import make_config
 from pan_cli.training import TrainOptions, train

@@ -1,0 +1,119 @@
+"""Tiled inference equals whole-image inference, for every generator that tiles."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pan_cli.config import RunConfig
+from pan_cli.datasets.images import read_image, write_image
+from pan_cli.datasets.photos import builtin_photo
+from pan_cli.networks import build_generator, fold_batchnorm, geometry
+from pan_cli.predictor import Predictor
+from pan_cli.tiling import TilePlan, run_tiled, starts
+
+CPU = torch.device("cpu")
+# (generator, input channels, image size, tile side): images that fit whole and need several tiles
+CASES = [("idcgan", 3, (150, 133), 64), ("prenet", 3, (190, 171), 128),
+         ("unet-slim", 3, (600, 520), 512), ("unet-slim", 4, (600, 520), 512), ("unet", 3, (520, 600), 512)]
+
+
+def _net(generator: str, in_channels: int) -> tuple[RunConfig, torch.nn.Module]:
+    config = RunConfig(task="t", generator=generator, image_size=64, in_channels=in_channels,
+                       residual=generator == "prenet")
+    torch.manual_seed(0)
+    net = build_generator(config)
+    if generator == "prenet":  # a residual T starts as the identity: give it something to compute
+        torch.nn.init.normal_(net.net.last.weight, 0, 0.05)
+    return config, net
+
+
+def _photo(size: tuple[int, int], in_channels: int) -> torch.Tensor:
+    x = F.interpolate(builtin_photo("astronaut")[None].float(), size=size, mode="bilinear") / 127.5 - 1
+    if in_channels == 4:  # a mask channel: a blob of hole
+        mask = torch.zeros(1, 1, *size)
+        mask[..., size[0] // 3: size[0] // 2, size[1] // 4: size[1] // 2] = 1
+        x = torch.cat([x, mask], 1)
+    return x
+
+
+@pytest.mark.parametrize("generator, in_channels, size, tile", CASES)
+def test_tiled_output_equals_whole_image_output(generator, in_channels, size, tile):
+    config, net = _net(generator, in_channels)
+    x = _photo(size, in_channels)
+    whole = Predictor(config, net, CPU, tile=0)(x)
+    tiled_predictor = Predictor(config, net, CPU, tile=tile)
+    tiled = tiled_predictor(x)
+    plan, multiple = tiled_predictor.plan, geometry(generator).multiple
+    assert len(starts(size[0] + (-size[0]) % multiple, plan.size, plan.overlap)) >= 2  # it really was tiled
+    levels = (whole - tiled).abs() * 127.5  # in 8-bit levels
+    assert (levels <= 1).float().mean() >= 0.999
+    assert levels.max() < 0.01  # in fact equal up to float rounding
+
+
+@pytest.mark.parametrize("generator", ["idcgan", "prenet", "unet-slim"])
+def test_declared_reach_covers_what_the_gradient_reaches(generator):
+    """An output pixel's gradient is zero beyond Geometry.reach, at every phase of the stride grid."""
+    config, net = _net(generator, 3)
+    net = fold_batchnorm(net)
+    shape = geometry(generator)
+    side = 512 if shape.multiple > 1 else 160
+    x = torch.randn(1, 3, side, side, requires_grad=True)
+    out = net(x)
+    for row in range(side // 2, side // 2 + shape.multiple, max(1, shape.multiple // 8)):
+        x.grad = None
+        out[0, :, row, side // 2].sum().backward(retain_graph=True)
+        touched = x.grad[0].abs().sum(dim=(0, 2)).nonzero()[:, 0]
+        assert touched.min() >= row - shape.reach and touched.max() <= row + shape.reach
+
+
+def test_blend_weights_sum_to_one_so_an_identity_comes_back_exactly():
+    x = torch.rand(2, 3, 301, 257)
+    plan = TilePlan(size=96, overlap=40, margin=12, batch=3)
+    def source(top, bottom, left, right):
+        return x[..., top:bottom, left:right]
+
+    out = run_tiled(lambda t: t, source, (2, 301, 257), 3, plan)
+    assert torch.allclose(out, x, atol=1e-6)
+    assert starts(301, 96, 40) == [0, 56, 112, 168, 205] and starts(50, 96, 40) == [0]
+
+
+def test_predict_reads_a_large_uint8_image_tile_by_tile_and_matches_whole(monkeypatch):
+    config, net = _net("idcgan", 3)
+    image = builtin_photo("coffee")[:, :200, :260]
+    reads = []
+    import pan_cli.predictor as predictor_module
+
+    region = predictor_module._region
+    monkeypatch.setattr(predictor_module, "_region", lambda img, *box: reads.append(box) or region(img, *box))
+    tiled = Predictor(config, net, CPU, tile=96).predict(image)
+    assert len(reads) > 4 and all(bottom - top <= 96 and right - left <= 96 for top, bottom, left, right in reads)
+    whole = Predictor(config, net, CPU, tile=0).predict(image)
+    assert tiled.dtype == torch.uint8 and ((tiled.int() - whole.int()).abs() <= 1).float().mean() >= 0.999
+
+
+def test_inpainting_tiles_too_and_keeps_every_known_pixel(trained_inpaint_unet):
+    state_predictor = Predictor.from_checkpoint(trained_inpaint_unet, "inpaint", CPU, tile=0)
+    image = ((_photo((600, 700), 3)[0] + 1) * 127.5).round().to(torch.uint8)
+    mask = torch.zeros(600, 700, dtype=torch.bool)
+    mask[100:130, 50:650] = True  # a thin stroke: filled at full resolution, so in tiles
+    whole = state_predictor.predict(image, mask)
+    tiled = Predictor(state_predictor.config, state_predictor.net, CPU, tile=512).predict(image, mask)
+    assert torch.equal(tiled[:, ~mask], image[:, ~mask])
+    assert ((tiled.int() - whole.int()).abs() <= 1).float().mean() >= 0.999
+
+
+def test_infer_tile_option_gives_the_whole_image_result(tmp_path, run_pan, trained_checkpoint):
+    write_image(tmp_path / "in" / "a.png", builtin_photo("chelsea")[:, :150, :170])
+    for tile in ("0", "48"):
+        result = run_pan("infer", tmp_path / "in", "--task", "derain", "--checkpoint", trained_checkpoint,
+                         "--tile", tile, "-o", tmp_path / f"out{tile}", "-q")
+        assert result.exit_code == 0, result.stderr
+    whole, tiled = read_image(tmp_path / "out0" / "a.png"), read_image(tmp_path / "out48" / "a.png")
+    assert ((whole.int() - tiled.int()).abs() <= 1).float().mean() >= 0.999
+
+
+def test_a_bad_tile_size_is_one_line(tmp_path, run_pan, trained_checkpoint):
+    result = run_pan("infer", tmp_path, "--task", "derain", "--checkpoint", trained_checkpoint,
+                     "--tile", "big", "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "'big' is not auto or a whole number of pixels" in result.stderr
+    assert "Traceback" not in result.stderr
