@@ -11,7 +11,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import BinaryIO, Callable, Sequence
 
 import numpy as np
 import torch
@@ -84,8 +84,6 @@ def read_image(path: Path, channels: int = 3, max_pixels: int | None = None) -> 
     Raises ImageReadError naming the file for a missing, empty, non-image, truncated or
     too-large file."""
     path = Path(path)
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, not {channels}")
     try:
         if path.is_dir():
             raise ImageReadError(f"{path}: a folder, not an image file")
@@ -93,15 +91,26 @@ def read_image(path: Path, channels: int = 3, max_pixels: int | None = None) -> 
             raise ImageReadError(f"{path}: not a regular file (a pipe or device); pan reads image files")
         if path.stat().st_size == 0:
             raise ImageReadError(f"{path}: empty file (0 bytes)")
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    return decode_image(path, str(path), channels, max_pixels)
+
+
+def decode_image(source: Path | BinaryIO, name: str, channels: int = 3,
+                 max_pixels: int | None = None) -> torch.Tensor:
+    """Decode a file or an in-memory upload (`pan serve`) as read_image does; errors name `name`."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, not {channels}")
+    try:
         with warnings.catch_warnings():  # entered before open(): Pillow warns while opening
             # with our own limit the caller has decided what is too large; without one, Pillow's
             # warning threshold refuses the file
             warnings.simplefilter("ignore" if max_pixels is not None else "error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(source)
         with image:
             if max_pixels is not None and image.width * image.height > max_pixels:
                 raise ImageReadError(
-                    f"{path}: {image.width}x{image.height} is over the limit of {max_pixels} pixels"
+                    f"{name}: {image.width}x{image.height} is over the limit of {max_pixels} pixels"
                 )
             image.load()
             image = ImageOps.exif_transpose(image)
@@ -115,13 +124,13 @@ def read_image(path: Path, channels: int = 3, max_pixels: int | None = None) -> 
     except ImageReadError:
         raise
     except FileNotFoundError:
-        raise ImageReadError(f"{path}: no such file") from None
+        raise ImageReadError(f"{name}: no such file") from None
     except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image file (or a format Pillow cannot read)") from None
+        raise ImageReadError(f"{name}: not an image file (or a format Pillow cannot read)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageReadError(f"{path}: too many pixels (a decompression bomb?)") from None
+        raise ImageReadError(f"{name}: too many pixels (a decompression bomb?)") from None
     except Exception as exc:  # noqa: BLE001 - hostile bytes make decoders raise zlib, struct, index... errors
-        raise ImageReadError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None
+        raise ImageReadError(f"{name}: cannot decode image ({type(exc).__name__}: {exc})") from None
     return torch.from_numpy(np.array(array, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
 

@@ -21,12 +21,14 @@ import torch
 from pan_cli.checkpoint import step_of
 from pan_cli.config import RunConfig
 from pan_cli.datasets.images import read_image, write_grid
-from pan_cli.datasets.layout import Pair
+from pan_cli.datasets.layout import Pair, detect_layout, find_pairs, find_photos
 from pan_cli.datasets.paired import load_pair
+from pan_cli.datasets.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, write_rain_pairs
 from pan_cli.errors import PanError
-from pan_cli.evaluation import mean_row, score_model
+from pan_cli.evaluation import best_split, mean_row, score_model
 from pan_cli.metrics import METRICS, Settings
 from pan_cli.predictor import Predictor
+from pan_cli.tasks import make_config
 from pan_cli.training import TrainOptions, train
 
 VIEWS = ("equal steps", "equal wall-clock")
@@ -116,3 +118,45 @@ def compare(
         tiles += [x, *(read_image(out / "outputs" / o / f"{pair.name}.png") for o in objectives), y]
     write_grid(out / "grid.png", tiles, columns=len(objectives) + 2)
     return comparison
+
+
+@dataclass
+class CompareData:
+    train: list[Pair] | list[Path]  # pairs, or clean photos when the task synthesizes inputs
+    scored: list[Pair]
+    split: str
+    description: str
+
+
+def comparison_data(task: str, data: Path | None, out: Path) -> CompareData:
+    """What to train and score on: `data`'s train/ and its test/ or val/; for derain without
+    `data`, built-in photos with synthesized rain written under out/data."""
+    config = make_config(task)
+    if data is None:
+        if task != "derain":
+            raise PanError(f"{task} needs --data (built-in data exists for derain only)")
+        data = out / "data"
+        write_rain_pairs(data / "train", TRAIN_PHOTOS, 6, 0)
+        write_rain_pairs(data / "test", HELD_OUT_PHOTOS, 3, 10_000)
+    layout = detect_layout(data)
+    # inpaint trains on the clean photos (holes made on the fly) and is scored on the fixed holes
+    train_pairs = find_photos(data, "train", config.direction) if config.synthesize else find_pairs(layout, "train")
+    split = best_split(layout.splits)
+    if split == "train":
+        raise PanError(f"{data} has no test/ or val/ split to score on")
+    scored = find_pairs(layout, split)
+    return CompareData(train_pairs, scored, split,
+                       f"{layout.describe()}; {len(train_pairs)} training, {len(scored)} {split} pairs")
+
+
+def write_compare_report(path: Path, task: str, found: CompareData, comparison: Comparison, objectives: Sequence[str],
+                         seeds: Sequence[int], steps: int, image_size: int, batch_size: int, minutes: float) -> str:
+    """report.md: the settings, the table and the grid; returns the table."""
+    table = comparison.table(objectives)
+    path.write_text(
+        f"# pan compare --task {task}\n\n{len(found.train)} training pairs, {len(found.scored)} scored "
+        f"({found.split}); {image_size}px crops, batch {batch_size}; PAN {steps} steps; seeds "
+        f"{', '.join(map(str, seeds))}; mean ± sd over seeds; {minutes:.0f} minutes in all.\n\n"
+        f"{table}\n\n![grid](grid.png)\n\ngrid.png: one row per scored image: input | "
+        f"{' | '.join(objectives)} (equal wall-clock, seed {seeds[0]}) | target\n")
+    return table

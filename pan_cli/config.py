@@ -66,7 +66,9 @@ class RunConfig:
         if self.gan_form not in GAN_FORMS:
             raise PanError(f"unknown GAN form {self.gan_form!r}; choose one of {GAN_FORMS}")
         if len(self.lambdas) != 4:
-            raise PanError(f"--lambdas needs 4 weights (one per D layer 1,4,6,8), got {len(self.lambdas)}")
+            raise PanError(f"--lambdas needs 4 numbers (one per D layer 1,4,6,8), got {len(self.lambdas)}")
+        if min(self.lambdas) < 0:
+            raise PanError(f"--lambdas {','.join(f'{v:g}' for v in self.lambdas)}: weights cannot be negative")
         if self.direction not in ("AtoB", "BtoA"):
             raise PanError(f"--direction must be AtoB or BtoA, not {self.direction!r}")
         for name in ("image_size", "batch_size", "steps"):
@@ -83,7 +85,7 @@ class RunConfig:
         for name in RANGES:
             low, high = getattr(self, name)
             if low > high:
-                raise PanError(f"--{name.replace('_', '-')}: low {low:g} is above high {high:g}")
+                raise PanError(f"--{name.replace('_', '-')}: LOW {low:g} is above HIGH {high:g}")
 
     @property
     def loss(self) -> Objective:

@@ -14,3 +14,7 @@ class PanError(Exception):
         if message.startswith("Caught ") and "Original Traceback" in message:
             message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
         super().__init__(message)
+
+
+class BadSetting(PanError):
+    """A value the run's configuration refuses (a usage error: exit 2, still one line)."""

@@ -8,6 +8,8 @@ import click
 import torch
 
 from pan_cli.config import RAIN_PRESETS, RunConfig
+from pan_cli.errors import BadSetting, PanError
+from pan_cli.tasks import make_config
 
 
 def set_threads(threads: int | None) -> None:
@@ -46,10 +48,7 @@ def finite_floats(text: str, count: int | None, example: str) -> tuple[float, ..
 def _range(ctx, param, value: str | None):
     if value is None:
         return None
-    low, high = finite_floats(value, 2, "0.001,0.012")
-    if low > high:
-        raise click.BadParameter(f"LOW {low:g} is above HIGH {high:g}")
-    return low, high
+    return finite_floats(value, 2, "0.001,0.012")  # LOW <= HIGH is the config's to check
 
 
 RANGE_KEYS = ("rain_density", "rain_length", "rain_angle", "rain_intensity")
@@ -109,3 +108,11 @@ def tile_options(command):
                         help="Run large images in N x N tiles, blended without seams (bounded memory). "
                              "auto: the tile size from the memory free on the device; 0: whole images.")(command)
 
+
+def usage_config(task: str, **settings) -> RunConfig:
+    """make_config for a command line: a setting the config refuses (RunConfig checks every
+    value, once) is a usage error, exit 2, like a malformed option, in one line."""
+    try:
+        return make_config(task, **settings)
+    except PanError as exc:
+        raise BadSetting(str(exc)) from None

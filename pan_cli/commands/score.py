@@ -8,11 +8,9 @@ from pathlib import Path
 import click
 
 from pan_cli.checkpoint import default_checkpoint
-from pan_cli.compare import compare
-from pan_cli.datasets.layout import detect_layout, find_pairs, find_photos
-from pan_cli.datasets.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, write_rain_pairs
+from pan_cli.compare import compare, comparison_data, write_compare_report
+from pan_cli.datasets.layout import detect_layout, find_pairs
 from pan_cli.devices import pick_device
-from pan_cli.errors import PanError
 from pan_cli.evaluation import best_split, matching_files, render, score_files, score_model
 from pan_cli.losses.objectives import OBJECTIVES
 from pan_cli.metrics import Settings
@@ -94,38 +92,18 @@ def compare_command(task, data, out, objectives, seeds, steps, image_size, batch
         seed_list = [int(s) for s in seeds.split(",")]
     except ValueError:
         raise click.BadParameter("comma-separated integers", param_hint="--seeds") from None
-    if data is None:
-        if task != "derain":
-            raise PanError(f"{task} needs --data (built-in data exists for derain only)")
-        data = out / "data"
-        write_rain_pairs(data / "train", TRAIN_PHOTOS, 6, 0)
-        write_rain_pairs(data / "test", HELD_OUT_PHOTOS, 3, 10_000)
-    layout = detect_layout(data)
-    # inpaint trains on the clean photos (holes made on the fly) and is scored on the fixed holes
-    train_pairs = (find_photos(data, "train", task_config.direction) if task_config.synthesize
-                   else find_pairs(layout, "train"))
-    eval_split = best_split(layout.splits)
-    if eval_split == "train":
-        raise PanError(f"{data} has no test/ or val/ split to score on")
-    eval_pairs = find_pairs(layout, eval_split)
-    console.print(f"data: {layout.describe()}; {len(train_pairs)} training, {len(eval_pairs)} {eval_split} pairs",
-                  highlight=False)
+    found = comparison_data(task, data, out)
+    console.print(f"data: {found.description}", highlight=False)
 
     def configs(objective: str, seed: int):
         return make_config(task, objective=objective, seed=seed, image_size=image_size, batch_size=batch_size)
 
     began = time.perf_counter()
-    result = compare(configs, names, seed_list, steps, train_pairs, eval_pairs, out,
+    result = compare(configs, names, seed_list, steps, found.train, found.scored, out,
                      warn=lambda message: console.print(f"pan: {message}", highlight=False))
-    table = result.table(names)
     minutes = (time.perf_counter() - began) / 60
-    report = (f"# pan compare --task {task}\n\n{len(train_pairs)} training pairs, {len(eval_pairs)} scored "
-              f"({eval_split}); {image_size}px crops, batch {batch_size}; PAN {steps} steps; seeds "
-              f"{', '.join(map(str, seed_list))}; mean ± sd over seeds; {minutes:.0f} minutes in all.\n\n"
-              f"{table}\n\n![grid](grid.png)\n\ngrid.png: one row per scored image: input | "
-              f"{' | '.join(names)} (equal wall-clock, seed {seed_list[0]}) | target\n")
-    (out / "report.md").write_text(report)
-    emit(table)
+    emit(write_compare_report(out / "report.md", task, found, result, names, seed_list, steps, image_size,
+                              batch_size, minutes))
 
 
 @click.command("report")

@@ -13,7 +13,7 @@ from pan_cli.datasets.make import BUILTIN, MAKERS, make_dataset, parse_split, ph
 from pan_cli.datasets.photos import HELD_OUT_PHOTOS, MORE_PHOTOS, TRAIN_PHOTOS, write_photos
 from pan_cli.datasets.synthesized import rain_model
 from pan_cli.errors import PanError
-from pan_cli.options import rain_options, settle_rain
+from pan_cli.options import rain_options, settle_rain, usage_config
 from pan_cli.output import emit
 from pan_cli.progress import stderr_console
 from pan_cli.tasks import TASKS, make_config
@@ -60,7 +60,7 @@ def make_command(task, origin, out, split_text, seed, size, draws, holes, quiet,
     ranges = {k: v for k, v in rain.items() if v is not None}
     if ranges and task != "derain":
         raise PanError("--rain options are for derain")
-    rain_config = make_config("derain", **ranges)
+    rain_config = usage_config("derain", **ranges)
     made = make_dataset(task, photo_sources(origin), out, fractions, seed,
                         TASKS[task].make_size if size is None else size, draws, rain_model(rain_config), holes,
                         on_written=lambda path: emit(str(path)))

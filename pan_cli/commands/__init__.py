@@ -1,0 +1,1 @@
+"""One module per command group; each parses options and calls the library."""
