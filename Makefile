@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The torch builds that lie on this machine's disk (see DEVELOPERS.md); never a newer release.
+# The torch builds this project is tested with; never a newer release.
 ifeq ($(shell uname -m),aarch64)
 TORCH := torch==2.9.1 torchvision==0.24.1
 else

@@ -8,7 +8,6 @@ atomic: a temporary file in the same folder, then a rename.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import BinaryIO, Callable, Sequence
@@ -19,11 +18,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.utils import make_grid
 
 from pan_cli.errors import PanError
+from pan_cli.files import atomic_write
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 WRITE_FORMATS = {"png": "PNG", "jpg": "JPEG"}
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class ImageReadError(PanError):
@@ -172,40 +170,6 @@ def to_uint8(image: torch.Tensor) -> torch.Tensor:
 def to_float(image: torch.Tensor) -> torch.Tensor:
     """uint8 CHW -> float32 CHW in [-1, 1]."""
     return image.float().div(127.5).sub(1.0)
-
-
-def _first_file(folder: Path) -> Path:
-    """The first ancestor of `folder` (itself included) that exists and is not a folder."""
-    for parent in [folder, *folder.parents]:
-        if parent.exists():
-            return parent if not parent.is_dir() else folder
-    return folder
-
-
-def atomic_write(path: Path, write: Callable) -> None:
-    """Call write(file) on a temporary file beside `path`, then rename it over `path`.
-
-    An interrupted write leaves `path` as it was (absent or the previous complete file)."""
-    path = Path(path)
-    if path.is_dir():
-        raise PanError(f"{path} is a folder; give a file name to write")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except FileExistsError:
-        raise PanError(f"cannot write {path}: {_first_file(path.parent)} is a file, not a folder") from None
-    except OSError as exc:  # name the file asked for, not the temporary one beside it
-        raise PanError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_image(path: Path, image: torch.Tensor, fmt: str | None = None) -> None:

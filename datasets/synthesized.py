@@ -21,7 +21,6 @@ from pan_cli.datasets.images import read_image, to_float
 from pan_cli.datasets.paired import PairedImages, paired_transform, require_crop
 from pan_cli.datasets.rain import Rain, RainModel, rain_preset
 from pan_cli.errors import PanError
-from pan_cli.networks import GENERATORS
 
 Synthesizer = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
@@ -52,7 +51,9 @@ def synthesizer(config: RunConfig) -> Synthesizer:
     if config.synthesize == "rain":
         return partial(_rainy, rain_model(config))
     if config.synthesize == "holes":  # the context encoder: the paper's centre hole
-        return _centre_hole if not GENERATORS[config.generator].geometry.any_size else _random_holes
+        # a mask channel in the input (a fully convolutional T): holes of every kind, anywhere;
+        # without one (the context encoder): the paper's centre hole
+        return _random_holes if config.in_channels == config.out_channels + 1 else _centre_hole
     raise PanError(f"task {config.task!r} has no synthesizer for {config.synthesize!r}")
 
 

@@ -17,9 +17,9 @@ import torch
 
 from pan_cli import __version__
 from pan_cli.config import RunConfig
-from pan_cli.datasets.images import atomic_write
 from pan_cli.errors import PanError
 from pan_cli.exports import is_safetensors, load_safetensors
+from pan_cli.files import atomic_write
 
 FORMAT = 1
 REQUIRED = ("format", "config", "step", "T")

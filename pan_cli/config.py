@@ -38,6 +38,7 @@ class RunConfig:
     gan_form: str = "saturating"  # T's GAN term: log(1 - D(T(x))) or -log D(T(x))
     real_label: float = 0.9  # one-sided label smoothing for D's real target
     lr: float = 2e-4
+    lr_decay: int = 0  # the last steps, over which both learning rates fall linearly to 0 (pix2pix's n_epochs_decay)
     betas: tuple[float, float] = (0.5, 0.999)
     batch_size: int = 4
     steps: int = 1000  # T updates; each step is one D batch then one T batch
@@ -71,6 +72,8 @@ class RunConfig:
             raise PanError(f"--lambdas {','.join(f'{v:g}' for v in self.lambdas)}: weights cannot be negative")
         if self.direction not in ("AtoB", "BtoA"):
             raise PanError(f"--direction must be AtoB or BtoA, not {self.direction!r}")
+        if self.lr_decay < 0:
+            raise PanError("--lr-decay must be 0 or more steps")
         for name in ("image_size", "batch_size", "steps"):
             if getattr(self, name) < 1:
                 raise PanError(f"{name.replace('_', '-')} must be at least 1")
@@ -91,6 +94,12 @@ class RunConfig:
     def loss(self) -> Objective:
         """What the objective needs from training (losses/objectives.py)."""
         return OBJECTIVES[self.objective]
+
+    def lr_factor(self, step: int) -> float:
+        """The learning rates' multiplier at `step` (1-based): 1, then a linear fall over the
+        last lr_decay steps, reaching 1/(lr_decay + 1) at the last one."""
+        remaining = self.steps - step + 1
+        return 1.0 if remaining > self.lr_decay else remaining / (self.lr_decay + 1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values only, so a checkpoint loads with weights_only=True."""

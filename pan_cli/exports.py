@@ -18,8 +18,8 @@ from torch import nn
 
 from pan_cli import __version__
 from pan_cli.config import RunConfig
-from pan_cli.datasets.images import atomic_write
 from pan_cli.errors import PanError
+from pan_cli.files import atomic_write
 from pan_cli.geometry import Geometry
 from pan_cli.networks import build_generator, fold_batchnorm, geometry
 

@@ -1,6 +1,6 @@
 """The PAN generators T (the discriminator D is in pan_cli.discriminator).
 
-Layer tables follow ../shared/DESIGN.md (from the paper and the authors' Theano code).
+Layer tables follow the paper and the authors' Theano code (README: The method, as implemented).
 Blocks with BatchNorm have no conv bias: BN's shift makes it redundant.
 """
 

@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 from pan_cli.checkpoint import step_of
-from pan_cli.datasets.images import atomic_write
 from pan_cli.errors import PanError
+from pan_cli.files import atomic_write
 
 PANELS = (
     ("D", ("d_total", "d_gan", "d_hinge")),

@@ -19,8 +19,9 @@ from pan_cli.checkpoint import (
     step_of,
 )
 from pan_cli.config import RunConfig
-from pan_cli.datasets.images import atomic_write, to_uint8, write_grid
+from pan_cli.datasets.images import to_uint8, write_grid
 from pan_cli.errors import PanError
+from pan_cli.files import atomic_write
 
 
 def trim_metrics(path: Path, last_step: int) -> None:
@@ -51,6 +52,9 @@ def prune(run_dir: Path, keep: int, written: set[Path], warn: Callable[[str], No
             kept += 1
 
 
+SCHEDULE = ("steps", "lr_decay")  # settings a resumed run may change: how long it goes on, not what it is
+
+
 def _shown(value: object) -> str:
     return ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else str(value)
 
@@ -77,10 +81,11 @@ def starting_point(config: RunConfig, run_dir: Path, resume: str | None, steps: 
     warn(f"resuming from {state.get('path', latest)} at step {state['step']}")
     for name in sorted(asked):
         kept = getattr(state["config"], name, None)
-        if name != "steps" and kept is not None and kept != getattr(config, name):
+        if name not in SCHEDULE and kept is not None and kept != getattr(config, name):
             warn(f"--{name.replace('_', '-')} {_shown(getattr(config, name))} is ignored: the run continues with "
                  f"its checkpoint's {_shown(kept)} (start another --run-dir to change it)")
-    return state["config"].replace(steps=steps or state["config"].steps), state
+    schedule = {name: getattr(config, name) for name in SCHEDULE if name in asked and name != "steps"}
+    return state["config"].replace(steps=steps or state["config"].steps, **schedule), state
 
 
 

@@ -84,6 +84,11 @@ class Models:
         scaler.step(optimizer)
         scaler.update()
 
+    def set_lr(self, lr: float) -> None:
+        for optimizer in (self.opt_T, self.opt_D):
+            for group in optimizer.param_groups if optimizer is not None else ():
+                group["lr"] = lr
+
     def inference_net(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.T
 

@@ -6,10 +6,8 @@ authors' alternation); the `l1` objective has no D and takes one batch a step.
 
 from __future__ import annotations
 
-import math
 import shutil
 import signal
-import time
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from pan_cli.errors import PanError
 from pan_cli.exports import data_fingerprint
 from pan_cli.run_dir import RunDir, starting_point
 from pan_cli.runlock import LOCK_NAME, run_dir_lock
+from pan_cli.train_log import TrainLog, tensorboard_writer
 from pan_cli.train_step import Models, d_step, t_step
 
 EXIT_INTERRUPTED = 130
@@ -85,15 +84,6 @@ def stop_on_signal() -> Iterator[Callable[[], bool]]:
             signal.signal(s, h)
 
 
-def tensorboard_writer(run_dir: Path):
-    """A SummaryWriter under run_dir/tensorboard; TensorBoard is an optional extra."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise PanError("--tensorboard needs the tensorboard package: pip install 'pan[tensorboard]'") from None
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-
-
 def train(config: RunConfig, pairs: list[Pair] | list[Path], options: TrainOptions, **kwargs) -> Path:
     """Train (see _train) holding an exclusive lock on the run directory for the whole run:
     a second `pan train` on the same directory is refused, naming the holder's PID."""
@@ -133,80 +123,96 @@ def _train(
     given, sets the new total. A resumed run ends with the same weights as one that never
     stopped. A fresh run refuses a run_dir that already holds checkpoints. With `validate`,
     every options.val_every steps the inference weights are scored and best.pt links to the
-    best checkpoint by PSNR. Returns the last checkpoint's path.
-
-    Each step runs its phases in order: batch, step, log, sample, validate, checkpoint, stop."""
-    device, group = options.device, options.group
-    run = RunDir(options.run_dir, options.keep, group.main, warn)
+    best checkpoint by PSNR. Returns the last checkpoint's path."""
+    run = RunDir(options.run_dir, options.keep, options.group.main, warn)
     config, state = starting_point(config, run.path, resume, steps, warn, asked)
     dataset = training_set(config, pairs)
     dataset.check_sizes()
-    data = data_fingerprint(pairs)
-    run.prepare(group.rank)
-    board = tensorboard_writer(run.path) if options.tensorboard and group.main else None
+    run.prepare(options.group.rank)
     models = _build(config, options)
     start, best = 0, {"step": 0, "psnr": float("-inf")}
     if state is not None:
         models.load_state(state)
-        start = state["step"]
-        best = state.get("best") or best
+        start, best = state["step"], state.get("best") or best
         if start >= config.steps:
             warn(f"the run is already at step {start} of {config.steps}; give a larger --steps to go on")
     run.begin(config, start if resume else None)
-    batches = _StepData(dataset, config, options, start)
+    loop = _Loop(config, options, run, models, validate, best, data_fingerprint(pairs), warn)
+    return loop.run(_StepData(dataset, config, options, start), start, on_step)
 
-    def checkpoint(step: int) -> Path:
-        return run.save({**models.state(config, step), "best": best, "data": data}, step)
 
-    models.T.train()
-    if models.D is not None:
-        models.D.train()
-    log = _Log(run, board, group, device)
-    with stop_on_signal() as stop_requested, torch.autograd.set_detect_anomaly(options.detect_anomaly):
-        for step in range(start + 1, config.steps + 1):
-            try:
-                *d_batch, (x, y) = batches.read()
-            except PanError as exc:
-                if step - 1 > start and group.main:  # save the finished step, then report
-                    saved = run.last_saved if run.saved_at(step - 1) else checkpoint(step - 1)
-                    raise PanError(f"{exc} (at step {step}; checkpoint {saved} saved first: fix the data and "
-                                   "continue with --resume)") from None
-                raise
-            terms = {f"d_{k}": v for k, v in d_step(config, models, *d_batch[0]).items()} if d_batch else {}
-            t_terms, output = t_step(config, models, x, y)
-            terms.update({f"t_{k}": v for k, v in t_terms.items()})
-            timed_out = options.time_limit is not None and log.seconds() >= options.time_limit
-            (out_of_time,) = group.any(timed_out, device=device)  # every process stops at the same step
-            last = step == config.steps or out_of_time
-            scalars = log.add(step, terms, flush=step % options.log_every == 0 or last, last_good=run.last_good)
-            if options.sample_every and step % options.sample_every == 0:
-                grid = run.sample(step, x, output, y)
-                if board is not None:
-                    board.add_image("samples", grid, step)
-            improved = False
-            if validate is not None and group.main and (step % options.val_every == 0 or last):
-                means = validate(config, models.inference_net(), device)
-                run.log({"step": step, **{f"val_{k}": v for k, v in means.items()}})
-                improved = means["psnr"] > best["psnr"]
+class _Loop:
+    """The steps of one run, each in phases: batch, step, log, sample, validate, checkpoint, stop."""
+
+    def __init__(self, config: RunConfig, options: TrainOptions, run: RunDir, models: Models,
+                 validate: Validate | None, best: dict, data: dict, warn: Callable[[str], None]):
+        self.config, self.options, self.run_dir, self.models = config, options, run, models
+        self.validate, self.best, self.data, self.warn = validate, best, data, warn
+        self.group = options.group
+        self.board = tensorboard_writer(run.path) if options.tensorboard and self.group.main else None
+
+    def checkpoint(self, step: int) -> Path:
+        return self.run_dir.save({**self.models.state(self.config, step), "best": self.best, "data": self.data}, step)
+
+    def run(self, batches: _StepData, start: int, on_step: Callable | None) -> Path:
+        config, options, group, models, run = self.config, self.options, self.group, self.models, self.run_dir
+        models.T.train()
+        if models.D is not None:
+            models.D.train()
+        log = TrainLog(run, self.board, group)
+        with stop_on_signal() as stop_requested, torch.autograd.set_detect_anomaly(options.detect_anomaly):
+            for step in range(start + 1, config.steps + 1):
+                *d_batch, (x, y) = self.read(batches, step, start)
+                models.set_lr(config.lr * config.lr_factor(step))
+                terms = {f"d_{k}": v for k, v in d_step(config, models, *d_batch[0]).items()} if d_batch else {}
+                t_terms, output = t_step(config, models, x, y)
+                terms.update({f"t_{k}": v for k, v in t_terms.items()})
+                timed_out = options.time_limit is not None and log.seconds() >= options.time_limit
+                (out_of_time,) = group.any(timed_out, device=options.device)  # all processes stop together
+                last = step == config.steps or out_of_time
+                scalars = log.add(step, terms, flush=step % options.log_every == 0 or last, last_good=run.last_good)
+                if options.sample_every and step % options.sample_every == 0:
+                    log.image(step, run.sample(step, x, output, y))
+                improved = self.validated(step, last)
+                if improved or step % options.checkpoint_every == 0 or last:
+                    self.checkpoint(step)
                 if improved:
-                    best = {"step": step, "psnr": means["psnr"]}
-            if improved or step % options.checkpoint_every == 0 or last:
-                checkpoint(step)
-            if improved:
-                run.mark_best()
-            if on_step is not None:
-                on_step(step, scalars)
-            if out_of_time:
-                warn(f"time limit of {options.time_limit:g}s reached at step {step}")
-                break
-            (stop,) = group.any(stop_requested(), device=device)  # a signal during this step stops after it
-            if stop:
-                saved = run.last_saved if run.saved_at(step) else checkpoint(step)
-                raise Interrupted(f"interrupted at step {step}; checkpoint {saved}; "
-                                  f"continue with the same command and --resume")
-    if board is not None:
-        board.close()
-    return run.last_saved if run.last_saved is not None else run.latest
+                    run.mark_best()
+                if on_step is not None:
+                    on_step(step, scalars)
+                if out_of_time:
+                    self.warn(f"time limit of {options.time_limit:g}s reached at step {step}")
+                    break
+                (stop,) = group.any(stop_requested(), device=options.device)  # a signal stops after this step
+                if stop:
+                    saved = run.last_saved if run.saved_at(step) else self.checkpoint(step)
+                    raise Interrupted(f"interrupted at step {step}; checkpoint {saved}; "
+                                      f"continue with the same command and --resume")
+        if self.board is not None:
+            self.board.close()
+        return run.last_saved if run.last_saved is not None else run.latest
+
+    def read(self, batches: _StepData, step: int, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The step's batches; on a data error the finished step is saved first, then reported."""
+        try:
+            return batches.read()
+        except PanError as exc:
+            if step - 1 > start and self.group.main:
+                saved = self.run_dir.last_saved if self.run_dir.saved_at(step - 1) else self.checkpoint(step - 1)
+                raise PanError(f"{exc} (at step {step}; checkpoint {saved} saved first: fix the data and "
+                               "continue with --resume)") from None
+            raise
+
+    def validated(self, step: int, last: bool) -> bool:
+        """Score the inference weights when it is time; True when they beat the best so far."""
+        if self.validate is None or not self.group.main or not (step % self.options.val_every == 0 or last):
+            return False
+        means = self.validate(self.config, self.models.inference_net(), self.options.device)
+        self.run_dir.log({"step": step, **{f"val_{k}": v for k, v in means.items()}})
+        if means["psnr"] <= self.best["psnr"]:
+            return False
+        self.best = {"step": step, "psnr": means["psnr"]}
+        return True
 
 
 def _build(config: RunConfig, options: TrainOptions) -> Models:
@@ -247,35 +253,3 @@ class _StepData:
             x, y = next(self.batches)
             out.append((x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)))
         return out
-
-
-class _Log:
-    """Running means of the loss terms, written every log_every steps (one sync per write)."""
-
-    def __init__(self, run: RunDir, board, group: Group, device: torch.device):
-        self.run, self.board, self.group, self.device = run, board, group, device
-        self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
-        self.began = time.perf_counter()
-
-    def seconds(self) -> float:
-        return time.perf_counter() - self.began
-
-    def add(self, step: int, terms: dict[str, torch.Tensor], flush: bool,
-            last_good: Callable[[], str]) -> dict[str, float] | None:
-        for k, v in terms.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-        self.count += 1
-        if not flush:
-            return None
-        means = self.group.mean(torch.stack(list(self.sums.values())) / self.count)
-        scalars = dict(zip(self.sums, means.tolist()))
-        if not all(math.isfinite(v) for v in scalars.values()):
-            bad = ", ".join(f"{k}={v:.4g}" for k, v in scalars.items())
-            raise PanError(f"non-finite loss at step {step} ({bad}){last_good()}")
-        self.run.log({"step": step, "elapsed_s": round(self.seconds(), 3), **scalars})
-        if self.board is not None:
-            for key, value in scalars.items():
-                self.board.add_scalar(key, value, step)
-        self.sums, self.count = {}, 0
-        return scalars

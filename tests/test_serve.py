@@ -87,6 +87,14 @@ def test_inpaint_changes_only_the_masked_pixels(client):
 def test_bad_requests_get_a_4xx_with_a_json_error(client, fields, files, status, words):
     reply = client.post("/api/run", data=fields, files=files)
     assert reply.status_code == status and words in reply.json()["error"], reply.text
+    assert client.get("/api/models").status_code == 200  # and the server keeps serving
+
+
+def test_a_truncated_image_is_a_400_naming_the_problem(client):
+    whole = png(builtin_photo("coffee")[:, :64, :64].contiguous())
+    reply = client.post("/api/run", data={"task": "derain"},
+                        files={"image": ("t.png", whole[: len(whole) // 2], "image/png")})
+    assert reply.status_code == 400 and reply.json()["error"].startswith("the image: ")
 
 
 def test_a_decompression_bomb_and_a_wrong_size_mask_are_refused(client):
@@ -112,6 +120,31 @@ def test_serve_warns_off_localhost_and_says_how_to_install_a_missing_extra(run_p
         (_ for _ in ()).throw(ImportError(name)) if name == "uvicorn" else real_import(name, *a, **k)))
     result = run_pan("serve")
     assert result.exit_code == 1 and "pip install 'pan[serve]'" in result.stderr
+
+
+def test_pan_serve_serves_the_page_and_the_api(tmp_path):
+    import subprocess
+    import sys
+    import urllib.request
+
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "pan_cli", "serve", "--port", str(port)], cwd=tmp_path,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stderr.readline()
+        assert f"serving 2 models on http://127.0.0.1:{port}/" in line
+        for _ in range(100):
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/").read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert "<title>pan</title>" in page and 'src="app.js"' in page
+        models = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/models").read().decode()
+        assert '"task":"derain"' in models.replace(" ", "")
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 # --- the page in headless Chromium --------------------------------------------------------

@@ -70,6 +70,29 @@ def test_resume_can_extend_a_finished_run(rain_pairs, tmp_path):
     assert_same_weights(straight, extended)
 
 
+def test_lr_decay_falls_linearly_over_the_last_steps():
+    config = tiny_config(steps=10, lr_decay=4)
+    assert [config.lr_factor(step) for step in range(1, 11)] == [1, 1, 1, 1, 1, 1, 0.8, 0.6, 0.4, 0.2]
+    assert tiny_config(steps=3).lr_factor(3) == 1.0  # no decay by default
+
+
+def test_a_decay_phase_added_on_resume_is_the_run_that_had_it_from_the_start(rain_pairs, tmp_path):
+    """The schedule may change on --resume: constant steps, then a decay phase asked for later,
+    end with the weights of a run given the decay from the start (and Adam's last lr is the
+    schedule's)."""
+    pairs = find_pairs(detect_layout(rain_pairs))
+    straight = train(tiny_config(lr_decay=2), pairs, options(tmp_path / "straight"))
+    train(tiny_config(steps=2), pairs, options(tmp_path / "later"))
+    warnings = []
+    later = train(tiny_config(steps=2, lr_decay=2), pairs, options(tmp_path / "later"), resume="latest", steps=4,
+                  asked=frozenset({"steps", "lr_decay"}), warn=warnings.append)
+    assert not [w for w in warnings if "ignored" in w]
+    assert_same_weights(straight, later)
+    state = load_checkpoint(later)
+    assert state["config"].lr_decay == 2
+    assert state["opt_T"]["param_groups"][0]["lr"] == pytest.approx(2e-4 / 3)
+
+
 def test_checkpoint_holds_everything_a_resume_and_inference_need(rain_pairs, tmp_path):
     run = tmp_path / "run"
     train(tiny_config(), find_pairs(detect_layout(rain_pairs)), options(run, keep=1))

@@ -86,6 +86,8 @@ def tasks_command(verbose: bool) -> None:
               help="Crops of random size (15-100%% of a photo's area) resized to --image-size: whole scenes "
                    "and close-ups alike.")
 @click.option("--lr", type=Finite(min=0, min_open=True))
+@click.option("--lr-decay", type=click.IntRange(min=0),
+              help="Let both learning rates fall linearly to 0 over the last N steps (may change on --resume).")
 @click.option("--lambdas", callback=_lambdas, help="Perceptual weights for D layers 1,4,6,8.")
 @click.option("--margin", type=Finite(min=0), help="Margin m of D's hinge.")
 @click.option("--d-width", type=Finite(0, 4, min_open=True),
