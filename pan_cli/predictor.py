@@ -46,6 +46,11 @@ class Predictor:
         # channels_last measured 14% faster for CPU inference here (make bench); exact either way
         self.memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
         self.net = fold_batchnorm(net).to(device, memory_format=self.memory_format)
+        if tile and self.geometry.any_size:  # a tile size that cannot work is refused now, not per image
+            try:
+                _ = self.plan  # computed now so that a bad --tile fails before any image is read
+            except ValueError as exc:
+                raise PanError(str(exc)) from None
 
     @classmethod
     def from_checkpoint(cls, path: Path, task: str | None, device: torch.device, tile: int | None = None,

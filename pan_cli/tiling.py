@@ -50,8 +50,12 @@ def plan(reach: int, multiple: int, bytes_per_pixel: float, free: int, tile: int
     overlap = default_overlap(reach, multiple) if overlap is None else math.ceil(overlap / multiple) * multiple
     budget = min(TILE_BUDGET, free / 2)
     if tile is None:
-        tile = int(math.sqrt(budget / bytes_per_pixel))
-    tile = max(tile // multiple * multiple, overlap + multiple)
+        tile = max(int(math.sqrt(budget / bytes_per_pixel)) // multiple * multiple, overlap + multiple)
+    elif tile < overlap + multiple:
+        raise ValueError(f"--tile {tile} is too small: tiles overlap by {overlap} px here, so they need at least "
+                         f"{overlap + multiple} px (or give --tile 0 for whole images, or a smaller --tile-overlap)")
+    else:
+        tile = tile // multiple * multiple
     margin = max(0, min(reach, (overlap - BLEND // 2) // 2))
     batch = max(1, min(8, int(budget // (tile**2 * bytes_per_pixel))))
     return TilePlan(tile, overlap, margin, batch)

@@ -117,3 +117,13 @@ def test_a_bad_tile_size_is_one_line(tmp_path, run_pan, trained_checkpoint):
                      "--tile", "big", "-o", tmp_path / "out")
     assert result.exit_code == 2 and "'big' is not auto or a whole number of pixels" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_tile_smaller_than_the_overlap_is_one_line(tmp_path, run_pan, trained_checkpoint):
+    write_image(tmp_path / "in" / "a.png", builtin_photo("chelsea")[:, :50, :60])
+    result = run_pan("infer", tmp_path / "in", "--task", "derain", "--checkpoint", trained_checkpoint,
+                     "--tile", "30", "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("pan: error: --tile 30 is too small: tiles overlap by 40 px here, so they need "
+                                     "at least 41 px (or give --tile 0 for whole images, or a smaller --tile-overlap)")
+    assert not (tmp_path / "out").exists()
