@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pan_cli.devices import pick_device
 from pan_cli.errors import PanError
-from pan_cli.networks import GENERATORS, ContextEncoder, fold_batchnorm
+from pan_cli.networks import GENERATORS, fold_batchnorm
 from pan_cli.tasks import make_config
 from pan_cli.train_step import Models, d_step, t_step
 
@@ -152,7 +152,7 @@ def pan_step(generator: str, size: int, batch: int, device: torch.device, precis
     config = make_config(task, generator=generator, image_size=size, batch_size=batch, ema=0.0)
     models = Models.build(config, device, precision)
     x = torch.rand(batch, config.in_channels, size, size, device=device) * 2 - 1
-    y_size = ContextEncoder.patch if generator == "context-encoder" else size
+    y_size = GENERATORS[generator].geometry.output_size(size)
     y = torch.rand(batch, 3, y_size, y_size, device=device) * 2 - 1
     if channels_last:
         for net in (models.T, models.D):
@@ -199,7 +199,8 @@ def main(size: int, batch: int, repeats: int, device: str, out: Path, variants: 
             f"{batch / ref_seconds:.2f} | {ref_flops / ref_seconds / 1e9:.0f} | "
             f"{100 * ref_flops / ref_seconds / 1e9 / peak:.0f}% | 1.00x | | | |"]
     for generator in GENERATORS:
-        s = ContextEncoder.size if generator == "context-encoder" else size
+        shape = GENERATORS[generator].geometry
+        s = size if shape.any_size else shape.fixed
         step, infer = pan_step(generator, s, batch, dev)
         seconds, flops = timed(step, dev, repeats), flops_of(step)
         infer_seconds, infer_flops = timed(infer, dev, repeats), flops_of(infer)
