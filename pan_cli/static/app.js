@@ -47,6 +47,7 @@ async function loadModels() {
 
 function hideResult() {
   $("after").hidden = true;
+  $("divider").hidden = true;
   $("compare").hidden = true;
   $("download").hidden = true;
 }
@@ -182,6 +183,7 @@ async function run() {
     state.resultUrl = URL.createObjectURL(await reply.blob());
     $("after").src = state.resultUrl;
     $("after").hidden = false;
+    $("divider").hidden = false;
     $("compare").hidden = false;
     $("slider").dispatchEvent(new Event("input"));
     const link = $("download");
@@ -198,7 +200,9 @@ async function run() {
 }
 
 $("slider").addEventListener("input", () => {
+  // before on the left of the divider, the result on its right
   $("after").style.clipPath = `inset(0 0 0 ${$("slider").value}%)`;
+  $("divider").style.left = `${$("slider").value}%`;
 });
 $("task").addEventListener("change", fillModels);
 $("model").addEventListener("change", refreshControls);
