@@ -178,6 +178,33 @@ def page_server():
     thread.join(5)
 
 
+def test_the_server_answers_while_a_model_runs(page_server):
+    """Inference runs in a worker thread: the event loop keeps answering meanwhile."""
+    import urllib.request
+
+    image = torch.nn.functional.interpolate(builtin_photo("coffee")[None].float(), size=(600, 900))[0]
+    body, boundary = io.BytesIO(), "pan-test-boundary"
+    parts = [("task", None, b"derain"), ("image", "c.png", png(image.round().to(torch.uint8)))]
+    for name, filename, data in parts:
+        body.write(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"".encode())
+        body.write(f"; filename=\"{filename}\"\r\nContent-Type: image/png".encode() if filename else b"")
+        body.write(b"\r\n\r\n" + data + b"\r\n")
+    body.write(f"--{boundary}--\r\n".encode())
+    request = urllib.request.Request(page_server + "api/run", data=body.getvalue(), method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    finished = {}
+    worker = threading.Thread(target=lambda: finished.update(reply=urllib.request.urlopen(request).read(),
+                                                                 at=time.perf_counter()))
+    began = time.perf_counter()
+    worker.start()
+    time.sleep(0.3)
+    urllib.request.urlopen(page_server + "api/models").read()
+    answered = time.perf_counter()
+    worker.join(120)
+    assert decode(finished["reply"]).shape == (600, 900, 3)
+    assert answered < finished["at"], (answered - began, finished["at"] - began)
+
+
 @pytest.fixture(scope="module")
 def browser():
     if CHROMEDRIVER is None:
