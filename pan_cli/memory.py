@@ -64,6 +64,10 @@ def activation_bytes_per_pixel(net: nn.Module, in_channels: int) -> float:
     return peak / TRACE_SIDE**2
 
 
+# Pillow's decompression-bomb warning threshold (Image.MAX_IMAGE_PIXELS): larger images are
+# refused unless --max-pixels allows them, even though tiling could run them
+BOMB_LIMIT = 89_478_485
+
 # the decoded image, the output and its blend weights, the mask: all an image costs when it is
 # tiled (or cut into windows, for the context encoder), whatever the model
 IMAGE_BYTES_PER_PIXEL = 32

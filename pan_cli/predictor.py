@@ -15,7 +15,8 @@ from pan_cli.config import RunConfig
 from pan_cli.datasets.images import to_float, to_uint8
 from pan_cli.errors import PanError
 from pan_cli.inpainting import default_mask, inpaint
-from pan_cli.memory import IMAGE_BYTES_PER_PIXEL, activation_bytes_per_pixel, free_bytes
+from pan_cli.memory import BOMB_LIMIT, IMAGE_BYTES_PER_PIXEL, activation_bytes_per_pixel, free_bytes
+from pan_cli.memory import max_pixels as memory_max_pixels
 from pan_cli.networks import build_generator, fold_batchnorm, geometry
 from pan_cli.tiling import TilePlan, plan, run_tiled
 
@@ -80,6 +81,11 @@ class Predictor:
         if not self.geometry.any_size or self.tile != 0:
             return IMAGE_BYTES_PER_PIXEL
         return self.activation_bytes_per_pixel
+
+    def max_pixels(self) -> int:
+        """The default --max-pixels: what the memory free now allows this model, at most
+        Pillow's decompression-bomb limit."""
+        return min(BOMB_LIMIT, memory_max_pixels(self.bytes_per_pixel(), self.device))
 
     @cached_property
     def plan(self) -> TilePlan:

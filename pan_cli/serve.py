@@ -22,11 +22,9 @@ from PIL import Image
 from pan_cli.checkpoint import PRETRAINED, load_checkpoint
 from pan_cli.datasets.images import decode_image
 from pan_cli.errors import PanError
-from pan_cli.memory import max_pixels as memory_max_pixels
 from pan_cli.predictor import Predictor
 from pan_cli.tasks import TASKS
 
-BOMB_LIMIT = 89_478_485  # as `pan infer`: Pillow's decompression-bomb threshold
 MAX_UPLOAD = 50 * 2**20  # bytes per request
 
 
@@ -108,7 +106,7 @@ def create_app(models: list[Model], device: torch.device, max_upload: int = MAX_
         if len(data) > max_upload:
             return _error(f"the image is over the limit of {max_upload // 2**20} MB", 413)
         net = predictor(model)
-        limit = min(BOMB_LIMIT, memory_max_pixels(net.bytes_per_pixel(), device))
+        limit = net.max_pixels()
         try:
             image = decode_image(io.BytesIO(data), "the image", min(net.config.in_channels, 3), limit)
             mask = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from pan_cli.checkpoint import PRETRAINED, load_checkpoint
@@ -11,11 +12,12 @@ from pan_cli.datasets.rain import RainModel
 from pan_cli.metrics import psnr
 
 
-def test_the_shipped_model_is_a_small_idcgan_derain_export():
-    path = PRETRAINED["derain"]
-    assert path.is_file() and path.stat().st_size < 4 * 2**20
-    state = load_checkpoint(path, task="derain")
-    assert state["config"].generator == "idcgan" and state["exported"] and "D" not in state
+@pytest.mark.parametrize("task, generator, mib", [("derain", "idcgan", 4), ("inpaint", "unet-slim", 25)])
+def test_each_shipped_model_is_a_small_export(task, generator, mib):
+    path = PRETRAINED[task]
+    assert path.is_file() and path.stat().st_size < mib * 2**20
+    state = load_checkpoint(path, task=task)
+    assert state["config"].generator == generator and state["exported"] and "D" not in state
 
 
 def test_infer_with_no_run_uses_the_shipped_model_says_so_and_beats_the_rainy_input(tmp_path, run_pan,
@@ -44,13 +46,6 @@ def test_eval_with_no_run_scores_the_shipped_model(tmp_path, run_pan, monkeypatc
     assert result.exit_code == 0, result.stderr
     assert "using the pretrained derain model that ships with pan" in result.stderr
     assert result.stdout.count("psnr") == 2  # the image and the mean: stdout holds the scores only
-
-
-def test_the_shipped_inpaint_model_is_a_small_mask_channel_export():
-    path = PRETRAINED["inpaint"]
-    assert path.is_file() and path.stat().st_size < 25 * 2**20
-    state = load_checkpoint(path, task="inpaint")
-    assert state["config"].generator == "unet-slim" and state["exported"] and "D" not in state
 
 
 def test_infer_inpaint_with_no_run_fills_any_size_keeps_the_rest_and_beats_a_mean_colour_fill(tmp_path, run_pan,

@@ -16,16 +16,12 @@ from pan_cli.errors import PanError
 from pan_cli.exports import FORMATS, WEIGHTS_NAME, export_onnx, export_safetensors, format_for
 from pan_cli.inference import run_inference
 from pan_cli.jobs import check_output_folder, collect_jobs, mark_output, stdin_paths
-from pan_cli.memory import max_pixels as memory_max_pixels
 from pan_cli.options import set_threads, tile_options
 from pan_cli.output import emit
 from pan_cli.predictor import Predictor
 from pan_cli.progress import progress_bar, stderr_console
 from pan_cli.tasks import TASKS
 
-# Pillow's decompression-bomb warning threshold (Image.MAX_IMAGE_PIXELS): larger images are
-# refused unless --max-pixels allows them, even though tiling could run them
-BOMB_LIMIT = 89_478_485
 EXIT_PARTIAL = 3  # some inputs failed, the rest were written
 
 
@@ -68,7 +64,7 @@ def infer_command(inputs, task, checkpoint, out_dir, mask, batch_size, device, f
     if mask is not None and not predictor.inpaints:
         raise PanError("--mask is for inpaint models")
     if max_pixels is None:
-        max_pixels = min(BOMB_LIMIT, memory_max_pixels(predictor.bytes_per_pixel(), predictor.device))
+        max_pixels = predictor.max_pixels()
     stdin = stdin_paths(sys.stdin.buffer, null) if "-" in inputs else ()
     jobs = collect_jobs(inputs, out_dir, fmt, stdin, mask,
                         on_skipped=lambda m: console.print(f"pan: {m}", highlight=False))
