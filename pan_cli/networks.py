@@ -14,63 +14,12 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from pan_cli.config import RunConfig
+from pan_cli.dilated import DilatedNet
 from pan_cli.errors import PanError
+from pan_cli.fill_unet import FillUNet
 from pan_cli.geometry import Geometry
 from pan_cli.prenet import PReNet
-
-
-def _down(cin: int, cout: int, bn: bool = True, act: bool = True) -> nn.Sequential:
-    """LeakyReLU -> 3x3/2 conv -> BN: the activation leads, so the block's output (pre-activation)
-    is what a skip connection carries, as in the paper's table."""
-    layers: list[nn.Module] = [nn.LeakyReLU(0.2)] if act else []
-    layers.append(nn.Conv2d(cin, cout, 3, 2, 1, bias=not bn))
-    if bn:
-        layers.append(nn.BatchNorm2d(cout))
-    return nn.Sequential(*layers)
-
-
-def _up(cin: int, cout: int) -> nn.Sequential:
-    """4x4/2 transposed conv -> BN (its ReLU comes after the skip concatenation)."""
-    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout))
-
-
-class UNet(nn.Module):
-    """Six 3x3/2 encoder convs, six 4x4/2 decoder deconvs, the first four with mirrored skips."""
-
-    # six stride-2 stages; an output pixel sees up to 188 px (measured by gradient, tests/test_tiling.py)
-    geometry = Geometry(multiple=64, reach=192)
-    ENCODER = (64, 128, 256, 512, 512, 512)
-    DECODER = (512, 256, 128, 64)  # these four concatenate encoder outputs 5, 4, 3, 2
-
-    def __init__(self, in_channels: int = 3, out_channels: int = 3):
-        super().__init__()
-        enc = self.ENCODER
-        self.encoder = nn.ModuleList(
-            [_down(in_channels, enc[0], bn=False, act=False)]
-            + [_down(enc[i - 1], enc[i]) for i in range(1, len(enc))]
-        )
-        ups, channels = [], enc[-1]
-        for i, out in enumerate(self.DECODER):
-            ups.append(_up(channels, out))
-            channels = out + enc[-2 - i]
-        self.decoder = nn.ModuleList(ups)
-        self.head = nn.Sequential(
-            *_up(channels, 64), nn.ReLU(), nn.ConvTranspose2d(64, out_channels, 4, 2, 1)
-        )
-
-    @property
-    def last(self) -> nn.Module:
-        return self.head[-1]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        for block in self.encoder:
-            x = block(x)
-            skips.append(x)
-        h = nn.functional.leaky_relu(skips.pop(), 0.2)
-        for i, block in enumerate(self.decoder):
-            h = torch.relu(torch.cat([block(h), skips[-1 - i]], dim=1))
-        return torch.tanh(self.head(h))
+from pan_cli.unet import SlimUNet, UNet, down, up
 
 
 def _same(cin: int, cout: int, bn: bool = True) -> nn.Sequential:
@@ -125,8 +74,8 @@ class ContextEncoder(nn.Module):
         super().__init__()
         enc = (64, 64, 128, 256, 512)
         self.encoder = nn.Sequential(
-            _down(in_channels, enc[0], bn=False, act=False),
-            *[_down(enc[i - 1], enc[i]) for i in range(1, len(enc))],
+            down(in_channels, enc[0], bn=False, act=False),
+            *[down(enc[i - 1], enc[i]) for i in range(1, len(enc))],
             nn.LeakyReLU(0.2),
             nn.Conv2d(enc[-1], bottleneck, 4, 1, 0, bias=False),  # 4x4 valid -> 1x1
             nn.BatchNorm2d(bottleneck),
@@ -139,7 +88,7 @@ class ContextEncoder(nn.Module):
             nn.ReLU(),
         ]
         for i in range(1, len(dec)):
-            layers += [*_up(dec[i - 1], dec[i]), nn.ReLU()]
+            layers += [*up(dec[i - 1], dec[i]), nn.ReLU()]
         layers.append(nn.ConvTranspose2d(dec[-1], out_channels, 4, 2, 1))
         self.decoder = nn.Sequential(*layers, nn.Tanh())
 
@@ -151,23 +100,13 @@ class ContextEncoder(nn.Module):
         return self.decoder(self.encoder(x))
 
 
-class SlimUNet(UNet):
-    """The `unet` at half width (about a quarter of the weights): small enough to ship."""
-
-    ENCODER = (32, 64, 128, 256, 256, 256)
-    DECODER = (256, 128, 64, 32)
-
-    def __init__(self, in_channels: int = 3, out_channels: int = 3):
-        super().__init__(in_channels, out_channels)
-        width = self.ENCODER[1] + self.DECODER[-1]  # the head's input: last decoder + encoder 2
-        self.head = nn.Sequential(*_up(width, 32), nn.ReLU(), nn.ConvTranspose2d(32, out_channels, 4, 2, 1))
-
-
 GENERATORS: dict[str, Callable[..., nn.Module]] = {
     "unet": UNet,
     "unet-slim": SlimUNet,
+    "unet-fill": FillUNet,
     "idcgan": IDCGAN,
     "prenet": PReNet,
+    "dilated": DilatedNet,
     "context-encoder": ContextEncoder,
 }
 
@@ -235,11 +174,15 @@ def init_weights(module: nn.Module, std: float = 0.02, first_std: float | None =
 def build_generator(config: RunConfig) -> nn.Module:
     geometry(config.generator)  # a known name
     net = GENERATORS[config.generator](config.in_channels, config.out_channels)
-    if config.init == "authors":  # first conv N(0, .05); ID-CGAN's generator N(0, .05) throughout
+    if getattr(net, "default_init", False):
+        pass  # keeps torch's own initialisation (see the class)
+    elif config.init == "authors":  # first conv N(0, .05); ID-CGAN's generator N(0, .05) throughout
         init_weights(net, 0.05 if config.generator == "idcgan" else 0.02, first_std=0.05)
     else:
         init_weights(net)
     if config.in_channels == config.out_channels + 1:  # the extra channel is an inpainting mask
+        if getattr(net, "starts_as_input", False):
+            _zero(net.last)  # it corrects its own fill of the hole: start with none
         return Composite(net, config.out_channels)
     if not config.residual:
         return net
@@ -248,8 +191,14 @@ def build_generator(config: RunConfig) -> nn.Module:
                        f"not {config.generator!r}")
     # Zero the last layer so a residual T starts as the exact identity: training then only
     # has to learn the correction, and step 0 already scores the input's PSNR.
-    nn.init.zeros_(net.last.weight)
+    _zero(net.last)
     return Residual(net, config.out_channels)
+
+
+def _zero(layer: nn.Module) -> None:
+    nn.init.zeros_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -150,5 +150,7 @@ def make_config(task_name: str, paper: bool = False, **overrides: Any) -> RunCon
         raise PanError(f"unknown generator {values['generator']!r}; choose one of {', '.join(GENERATORS)}")
     if task.name == "inpaint" and values["generator"] != "context-encoder":
         values.setdefault("in_channels", 4)  # image + hole mask for fully convolutional T
+    if getattr(GENERATORS[values["generator"]], "needs_mask", False) and task.name != "inpaint":
+        raise PanError(f"generator {values['generator']!r} fills holes: use it with task inpaint")
     check_size(values["generator"], values["image_size"])
     return RunConfig(**values)

@@ -13,8 +13,10 @@ from pan_cli.tiling import TilePlan, run_tiled, starts
 
 CPU = torch.device("cpu")
 # (generator, input channels, image size, tile side): images that fit whole and need several tiles
-CASES = [("idcgan", 3, (150, 133), 64), ("prenet", 3, (190, 171), 128),
-         ("unet-slim", 3, (600, 520), 512), ("unet-slim", 4, (600, 520), 512), ("unet", 3, (520, 600), 512)]
+CASES = [("idcgan", 3, (150, 133), 64), ("prenet", 3, (190, 171), 128), ("dilated", 3, (330, 301), 192),
+         ("unet-slim", 3, (600, 520), 512), ("unet-slim", 4, (600, 520), 512), ("unet", 3, (520, 600), 512),
+         ("unet-fill", 4, (1000, 900), 768)]
+STARTS_AT_ZERO = ("prenet", "unet-fill")  # their last layer starts at zero: give them something to compute
 
 
 def _net(generator: str, in_channels: int) -> tuple[RunConfig, torch.nn.Module]:
@@ -22,7 +24,7 @@ def _net(generator: str, in_channels: int) -> tuple[RunConfig, torch.nn.Module]:
                        residual=generator == "prenet")
     torch.manual_seed(0)
     net = build_generator(config)
-    if generator == "prenet":  # a residual T starts as the identity: give it something to compute
+    if generator in STARTS_AT_ZERO:
         torch.nn.init.normal_(net.net.last.weight, 0, 0.05)
     return config, net
 
@@ -50,14 +52,20 @@ def test_tiled_output_equals_whole_image_output(generator, in_channels, size, ti
     assert levels.max() < 0.01  # in fact equal up to float rounding
 
 
-@pytest.mark.parametrize("generator", ["idcgan", "prenet", "unet-slim"])
-def test_declared_reach_covers_what_the_gradient_reaches(generator):
-    """An output pixel's gradient is zero beyond Geometry.reach, at every phase of the stride grid."""
-    config, net = _net(generator, 3)
+@pytest.mark.parametrize("generator, in_channels", [("idcgan", 3), ("prenet", 3), ("dilated", 3), ("unet-slim", 3),
+                                                     ("unet-fill", 4)])
+def test_declared_reach_covers_what_the_gradient_reaches(generator, in_channels):
+    """An output pixel's gradient is zero beyond Geometry.reach, at every phase of the stride grid
+    (with a mask channel: holes over most of the image, so the fill reaches as far as it can)."""
+    config, net = _net(generator, in_channels)
     net = fold_batchnorm(net)
     shape = geometry(generator)
-    side = 512 if shape.multiple > 1 else 160
-    x = torch.randn(1, 3, side, side, requires_grad=True)
+    side = 2 * shape.reach + (64 if shape.multiple > 1 else 32)
+    side += (-side) % shape.multiple
+    x = torch.randn(1, in_channels, side, side)
+    if in_channels == 4:
+        x[:, 3] = (torch.rand(side, side, generator=torch.Generator().manual_seed(0)) < 0.9).float()
+    x.requires_grad_(True)
     out = net(x)
     for row in range(side // 2, side // 2 + shape.multiple, max(1, shape.multiple // 8)):
         x.grad = None

@@ -1,0 +1,56 @@
+"""An inpainting generator that corrects a smooth fill instead of inventing the hole from grey.
+
+`unet-slim` sees the hole as one flat colour and has to paint all of it; on thin strokes that
+loses to a classical smooth fill. `unet-fill` first fills the hole by push-pull (a mask-weighted
+image pyramid, pulled back up bilinearly: each hole pixel gets the colours around it, from
+further out the deeper the hole), then the same slim U-Net predicts a correction to that fill,
+starting from zero: at step 0 the model is the smooth fill, and training only adds what it learns.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from pan_cli.errors import PanError
+from pan_cli.geometry import Geometry
+from pan_cli.unet import SlimUNet
+
+LEVELS = 6  # the coarsest cell is 64 px, the U-Net's multiple, so every level divides evenly
+
+
+def smooth_fill(image: torch.Tensor, known: torch.Tensor, levels: int = LEVELS) -> torch.Tensor:
+    """NCHW `image` with the pixels where `known` (N1HW, 1 = known) is 0 filled by push-pull.
+
+    Down: each level averages the known colour (premultiplied by how much of the cell is known)
+    over 2x2 cells. Up: a level keeps its own known share and takes the rest from the coarser
+    level, upsampled bilinearly, so known pixels come back exactly. A coarsest cell with nothing
+    known gets 0 (mid grey)."""
+    sums, weights = [image * known], [known]
+    for _ in range(levels):
+        sums.append(F.avg_pool2d(sums[-1], 2))
+        weights.append(F.avg_pool2d(weights[-1], 2))
+    filled = sums[-1] / weights[-1].clamp_min(1e-6)
+    for colour, weight in zip(reversed(sums[:-1]), reversed(weights[:-1])):
+        coarse = F.interpolate(filled, size=colour.shape[-2:], mode="bilinear", align_corners=False)
+        filled = colour + (1.0 - weight) * coarse
+    return filled
+
+
+class FillUNet(SlimUNet):
+    """`unet-slim` predicting a correction to the push-pull fill of the hole (mask channel last)."""
+
+    geometry = Geometry(multiple=64, reach=320)  # U-Net 192 + fill; checked by gradient (tests/test_tiling.py)
+    needs_mask = True  # inpaint only (checked with the other settings)
+    starts_as_input = True  # build_generator zeroes `last`: T starts as the smooth fill
+
+    def __init__(self, in_channels: int = 4, out_channels: int = 3):
+        if in_channels != out_channels + 1:
+            raise PanError("generator 'unet-fill' fills holes: its input needs a mask channel (task inpaint)")
+        super().__init__(in_channels, out_channels)
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        image, hole = x[:, : self.out_channels], x[:, self.out_channels:]
+        filled = smooth_fill(image, 1.0 - hole)
+        return (filled + super().forward(torch.cat([filled, hole], 1))).clamp(-1.0, 1.0)
