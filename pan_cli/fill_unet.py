@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from pan_cli.errors import PanError
 from pan_cli.geometry import Geometry
@@ -37,8 +38,16 @@ def smooth_fill(image: torch.Tensor, known: torch.Tensor, levels: int = LEVELS) 
     return filled
 
 
+def resize_up(cin: int, cout: int) -> nn.Sequential:
+    """Nearest 2x upsampling, 3x3 conv, BN: the U-Net's 4x4/2 transposed convs drew a visible
+    checkerboard over the fill (Odena et al., "Deconvolution and checkerboard artifacts", 2016)."""
+    return nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1, bias=False),
+                         nn.BatchNorm2d(cout))
+
+
 class FillUNet(SlimUNet):
-    """`unet-slim` predicting a correction to the push-pull fill of the hole (mask channel last)."""
+    """`unet-slim` predicting a correction to the push-pull fill of the hole (mask channel last),
+    with resize-convolutions for its up-sampling."""
 
     geometry = Geometry(multiple=64, reach=320)  # U-Net 192 + fill; checked by gradient (tests/test_tiling.py)
     needs_mask = True  # inpaint only (checked with the other settings)
@@ -49,6 +58,11 @@ class FillUNet(SlimUNet):
             raise PanError("generator 'unet-fill' fills holes: its input needs a mask channel (task inpaint)")
         super().__init__(in_channels, out_channels)
         self.out_channels = out_channels
+        for i, block in enumerate(self.decoder):
+            self.decoder[i] = resize_up(block[0].in_channels, block[0].out_channels)
+        width = self.head[0].in_channels
+        self.head = nn.Sequential(*resize_up(width, 32), nn.ReLU(), nn.Upsample(scale_factor=2.0, mode="nearest"),
+                                  nn.Conv2d(32, out_channels, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image, hole = x[:, : self.out_channels], x[:, self.out_channels:]
