@@ -1,6 +1,6 @@
 """How many pixels an image may have for a model to run on it whole on this machine.
 
-A stride-1 generator keeps full-resolution feature maps for every layer: about 1.7 KB per
+A stride-1 generator keeps full-resolution feature maps for every layer: about 1.9 KB per
 pixel for `idcgan`, so a 12-megapixel photo took 20.7 GB. The default `--max-pixels` of
 `pan infer` is therefore derived from the memory free now and the model's activation bytes per
 pixel (traced on the meta device: no memory, no arithmetic), so a photo that cannot fit is
@@ -15,6 +15,8 @@ import weakref
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 TRACE_SIDE = 64
 HEADROOM = 0.7  # of the free memory: the decoded image, the output and the allocator need the rest
@@ -37,31 +39,43 @@ def free_bytes(device: torch.device) -> int:
         return 8 * 2**30  # no way to ask: assume a modest machine
 
 
+class _LiveBytes(TorchDispatchMode):
+    """Counts every tensor an operation creates (fp32 bytes) for as long as it is referenced:
+    functional activations and residual sums too, not only the outputs of leaf modules.
+    Views and in-place results are the memory of their input, so they add nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = self.peak = 0
+
+    def _freed(self, size: int) -> None:
+        self.live -= size
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.is_view:
+            return out
+        inputs = {id(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+        for tensor in tree_leaves(out):
+            if isinstance(tensor, torch.Tensor) and id(tensor) not in inputs:
+                size = tensor.numel() * 4
+                self.live += size
+                self.peak = max(self.peak, self.live)
+                weakref.finalize(tensor, self._freed, size)
+        return out
+
+
 def activation_bytes_per_pixel(net: nn.Module, in_channels: int) -> float:
-    """Peak bytes of layer outputs alive at once, per input pixel (fp32), found by running a
-    meta-device copy and following each output's lifetime: skip connections stay alive, the
+    """Peak bytes of intermediate tensors alive at once, per input pixel (fp32), found by running
+    a meta-device copy and following each tensor's lifetime: skip connections stay alive, the
     rest are freed as the forward pass moves on (as they are in real inference)."""
     clone = copy.deepcopy(net).to("meta")
-    live = peak = 0
-
-    def freed(size: int) -> None:
-        nonlocal live
-        live -= size
-
-    def count(module: nn.Module, inputs: object, output: object) -> None:
-        nonlocal live, peak
-        if isinstance(output, torch.Tensor) and not any(output is i for i in inputs):  # in-place: no new memory
-            size = output.numel() * 4
-            live += size
-            peak = max(peak, live)
-            weakref.finalize(output, freed, size)
-
-    for module in clone.modules():
-        if not list(module.children()):
-            module.register_forward_hook(count)
+    counter = _LiveBytes()
     with torch.inference_mode():
-        clone(torch.empty(1, in_channels, TRACE_SIDE, TRACE_SIDE, device="meta"))
-    return peak / TRACE_SIDE**2
+        image = torch.empty(1, in_channels, TRACE_SIDE, TRACE_SIDE, device="meta")
+        with counter:
+            clone(image)
+    return counter.peak / TRACE_SIDE**2
 
 
 # Pillow's decompression-bomb warning threshold (Image.MAX_IMAGE_PIXELS): larger images are
