@@ -20,7 +20,9 @@ class _Block(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, dilation, dilation=dilation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(torch.relu(self.conv1(x)))
+        # in place where autograd allows it (a conv's backward needs its input, not its output):
+        # three full-resolution maps alive at once instead of five, so larger tiles fit
+        return self.conv2(torch.relu_(self.conv1(x))).add_(x)
 
 
 class DilatedNet(nn.Module):
@@ -43,4 +45,7 @@ class DilatedNet(nn.Module):
         self.last = nn.Conv2d(c, out_channels, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.last(torch.relu(self.blocks(torch.relu(self.head(x)))))
+        h = torch.relu_(self.head(x))
+        for block in self.blocks:  # not self.blocks(h): its argument would stay alive to the end
+            h = block(h)
+        return self.last(torch.relu_(h))

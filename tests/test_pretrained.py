@@ -12,7 +12,7 @@ from pan_cli.datasets.rain import RainModel
 from pan_cli.metrics import psnr
 
 
-@pytest.mark.parametrize("task, generator, mib", [("derain", "dilated", 4), ("inpaint", "unet-slim", 25)])
+@pytest.mark.parametrize("task, generator, mib", [("derain", "dilated", 4), ("inpaint", "unet-fill", 25)])
 def test_each_shipped_model_is_a_small_export(task, generator, mib):
     path = PRETRAINED[task]
     assert path.is_file() and path.stat().st_size < mib * 2**20
