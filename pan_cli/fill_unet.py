@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pan_cli.errors import PanError
 from pan_cli.geometry import Geometry
 from pan_cli.unet import SlimUNet
 
@@ -41,8 +40,11 @@ def smooth_fill(image: torch.Tensor, known: torch.Tensor, levels: int = LEVELS) 
 def resize_up(cin: int, cout: int) -> nn.Sequential:
     """Nearest 2x upsampling, 3x3 conv, BN: the U-Net's 4x4/2 transposed convs drew a visible
     checkerboard over the fill (Odena et al., "Deconvolution and checkerboard artifacts", 2016)."""
-    return nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1, bias=False),
-                         nn.BatchNorm2d(cout))
+    return nn.Sequential(*resize_up_out(cin, cout, bias=False), nn.BatchNorm2d(cout))
+
+
+def resize_up_out(cin: int, cout: int, bias: bool = True) -> list[nn.Module]:
+    return [nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1, bias=bias)]
 
 
 class FillUNet(SlimUNet):
@@ -50,19 +52,14 @@ class FillUNet(SlimUNet):
     with resize-convolutions for its up-sampling."""
 
     geometry = Geometry(multiple=64, reach=320)  # U-Net 192 + fill; checked by gradient (tests/test_tiling.py)
-    needs_mask = True  # inpaint only (checked with the other settings)
+    needs_mask = True  # inpaint only: make_config refuses it for other tasks
     starts_as_input = True  # build_generator zeroes `last`: T starts as the smooth fill
+    UP = staticmethod(resize_up)
+    UP_OUT = staticmethod(resize_up_out)
 
     def __init__(self, in_channels: int = 4, out_channels: int = 3):
-        if in_channels != out_channels + 1:
-            raise PanError("generator 'unet-fill' fills holes: its input needs a mask channel (task inpaint)")
         super().__init__(in_channels, out_channels)
         self.out_channels = out_channels
-        for i, block in enumerate(self.decoder):
-            self.decoder[i] = resize_up(block[0].in_channels, block[0].out_channels)
-        width = self.head[0].in_channels
-        self.head = nn.Sequential(*resize_up(width, 32), nn.ReLU(), nn.Upsample(scale_factor=2.0, mode="nearest"),
-                                  nn.Conv2d(32, out_channels, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image, hole = x[:, : self.out_channels], x[:, self.out_channels:]

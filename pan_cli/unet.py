@@ -23,13 +23,23 @@ def up(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout))
 
 
+def up_out(cin: int, cout: int) -> list[nn.Module]:
+    """The last 2x up-sampling, to the output channels (no BN: tanh follows)."""
+    return [nn.ConvTranspose2d(cin, cout, 4, 2, 1)]
+
+
 class UNet(nn.Module):
-    """Six 3x3/2 encoder convs, six 4x4/2 decoder deconvs, the first four with mirrored skips."""
+    """Six 3x3/2 encoder convs, six 4x4/2 decoder deconvs, the first four with mirrored skips.
+
+    Subclasses change the widths, and `UP`/`UP_OUT` (how the decoder doubles the resolution)."""
 
     # six stride-2 stages; an output pixel sees up to 188 px (measured by gradient, tests/test_tiling.py)
     geometry = Geometry(multiple=64, reach=192)
     ENCODER = (64, 128, 256, 512, 512, 512)
     DECODER = (512, 256, 128, 64)  # these four concatenate encoder outputs 5, 4, 3, 2
+    HEAD = 64  # the channels of the head's hidden layer
+    UP = staticmethod(up)
+    UP_OUT = staticmethod(up_out)
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3):
         super().__init__()
@@ -40,12 +50,10 @@ class UNet(nn.Module):
         )
         ups, channels = [], enc[-1]
         for i, out in enumerate(self.DECODER):
-            ups.append(up(channels, out))
+            ups.append(self.UP(channels, out))
             channels = out + enc[-2 - i]
         self.decoder = nn.ModuleList(ups)
-        self.head = nn.Sequential(
-            *up(channels, 64), nn.ReLU(), nn.ConvTranspose2d(64, out_channels, 4, 2, 1)
-        )
+        self.head = nn.Sequential(*self.UP(channels, self.HEAD), nn.ReLU(), *self.UP_OUT(self.HEAD, out_channels))
 
     @property
     def last(self) -> nn.Module:
@@ -67,8 +75,4 @@ class SlimUNet(UNet):
 
     ENCODER = (32, 64, 128, 256, 256, 256)
     DECODER = (256, 128, 64, 32)
-
-    def __init__(self, in_channels: int = 3, out_channels: int = 3):
-        super().__init__(in_channels, out_channels)
-        width = self.ENCODER[1] + self.DECODER[-1]  # the head's input: last decoder + encoder 2
-        self.head = nn.Sequential(*up(width, 32), nn.ReLU(), nn.ConvTranspose2d(32, out_channels, 4, 2, 1))
+    HEAD = 32
