@@ -45,7 +45,8 @@ PAN := $(BIN)/pan
 THREADS ?= 1
 HOLD_OUT ?= kodak24_
 DERAIN_STEPS ?= 2252
-INPAINT_STEPS ?= 4500
+INPAINT_STEPS ?= 10500
+INPAINT_DECAY ?= 5500
 TIME_LIMIT ?= 36000
 RUN := --threads $(THREADS) --time-limit $(TIME_LIMIT) --checkpoint-every 250 --keep 2 --sample-every 500 -q
 
@@ -82,15 +83,15 @@ weights-derain: $(W)/photos
 	$(if $(RAIN_VAL),$(PAN) eval --task derain --checkpoint pan_cli/weights/derain.pt --data $(RAIN_VAL) --channel y | tail -1)
 
 # inpaint: slim mask-channel U-Net correcting a push-pull fill (unet-fill), PAN objective with a
-# half-width D, holes of every kind,
-# crops of random zoom; scored on the held-out photos (256x256) with half-side centre holes
+# half-width D, holes of every kind, crops of random zoom, the learning rate falling linearly
+# to 0 over the last 5500 steps; scored on the held-out photos (256x256) with half-side centre holes
 # and free-form strokes, beside the mean-colour and biharmonic fills
 weights-inpaint: $(W)/photos
 	rm -rf $(W)/inpaint $(W)/inpaint-val-half $(W)/inpaint-val-strokes
 	$(PAN) data make inpaint --from $(W)/held-out --size 256 --holes half --seed 1 -o $(W)/inpaint-val-half -q > /dev/null
 	$(PAN) data make inpaint --from $(W)/held-out --size 256 --holes strokes --seed 1 -o $(W)/inpaint-val-strokes -q > /dev/null
 	$(PAN) train inpaint --data $(W)/photos --generator unet-fill --zoom --lambda-pix 100 --d-width 0.5 \
-		--steps $(INPAINT_STEPS) --seed 0 --run-dir $(W)/inpaint --val $(W)/inpaint-val-half --val-every 500 $(RUN)
+		--steps $(INPAINT_STEPS) --lr-decay $(INPAINT_DECAY) --seed 0 --run-dir $(W)/inpaint --val $(W)/inpaint-val-half --val-every 500 $(RUN)
 	$(PAN) export $(W)/inpaint/best.pt -o pan_cli/weights/inpaint.pt --overwrite
 	$(PAN) eval --task inpaint --checkpoint pan_cli/weights/inpaint.pt --data $(W)/inpaint-val-half | tail -3
 	$(PAN) eval --task inpaint --checkpoint pan_cli/weights/inpaint.pt --data $(W)/inpaint-val-strokes | tail -3
