@@ -44,6 +44,7 @@ def resize_up(cin: int, cout: int) -> nn.Sequential:
 
 
 def resize_up_out(cin: int, cout: int, bias: bool = True) -> list[nn.Module]:
+    """The last 2x up-sampling, to the output channels: nearest, then a 3x3 conv (no BN)."""
     return [nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1, bias=bias)]
 
 
@@ -57,11 +58,7 @@ class FillUNet(SlimUNet):
     UP = staticmethod(resize_up)
     UP_OUT = staticmethod(resize_up_out)
 
-    def __init__(self, in_channels: int = 4, out_channels: int = 3):
-        super().__init__(in_channels, out_channels)
-        self.out_channels = out_channels
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        image, hole = x[:, : self.out_channels], x[:, self.out_channels:]
+        image, hole = x[:, :-1], x[:, -1:]  # the mask is the last channel (make_config checks there is one)
         filled = smooth_fill(image, 1.0 - hole)
         return (filled + super().forward(torch.cat([filled, hole], 1))).clamp(-1.0, 1.0)
