@@ -60,6 +60,8 @@ class RunConfig:
     # The rain model (datasets/rain.py): "light" (the streaks the ranges above shape), "heavy"
     # (Yang et al.), "photoshop" (Fu et al.) or "mixed" (each draw picks one).
     rain: str = "mixed"
+    # Fine-tuned: the checkpoint (and its step) whose weights the run started from; "" = from scratch.
+    finetuned_from: str = ""
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:

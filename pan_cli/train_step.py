@@ -113,6 +113,20 @@ class Models:
             "scalers": [self.scaler_T.state_dict(), self.scaler_D.state_dict()],
         }
 
+    def start_from(self, state: dict) -> None:
+        """Fine-tuning: T and its EMA from `state`'s inference weights (its EMA when it kept one), D
+        from its D when it has one; the optimisers and the EMA's count start fresh."""
+        weights = state["T_ema"] if state.get("T_ema") is not None else state["T"]
+        nets = [(self.T, weights, "generator")] + ([(self.ema.module, weights, "generator")] if self.ema else [])
+        if self.D is not None and state.get("D") is not None:
+            nets.append((self.D, state["D"], "discriminator"))
+        for net, saved, role in nets:
+            try:
+                net.load_state_dict(saved)
+            except RuntimeError:
+                raise PanError(f"--finetune: the checkpoint's {role} does not fit the one this run builds; leave "
+                               "its shape (--generator, --d-width, channels) to the checkpoint") from None
+
     def load_state(self, state: dict) -> None:
         self.T.load_state_dict(state["T"])
         self.opt_T.load_state_dict(state["opt_T"])

@@ -114,6 +114,7 @@ def _train(
     warn: Callable[[str], None] = lambda message: None,
     validate: Validate | None = None,
     asked: frozenset[str] = frozenset(),
+    finetune: dict | None = None,
 ) -> Path:
     """Train, writing checkpoints, samples and metrics.jsonl under options.run_dir.
 
@@ -123,9 +124,13 @@ def _train(
     given, sets the new total. A resumed run ends with the same weights as one that never
     stopped. A fresh run refuses a run_dir that already holds checkpoints. With `validate`,
     every options.val_every steps the inference weights are scored and best.pt links to the
-    best checkpoint by PSNR. Returns the last checkpoint's path."""
+    best checkpoint by PSNR. `finetune`, a loaded checkpoint, gives a fresh run its starting
+    weights (`config` comes from finetune.finetune_start); a resumed run ignores it. Returns
+    the last checkpoint's path."""
     run = RunDir(options.run_dir, options.keep, options.group.main, warn)
     config, state = starting_point(config, run.path, resume, steps, warn, asked)
+    if finetune is not None and state is not None:
+        warn("--finetune is ignored: the run resumes from its own checkpoint")
     dataset = training_set(config, pairs)
     dataset.check_sizes()
     run.prepare(options.group.rank)
@@ -136,6 +141,10 @@ def _train(
         start, best = state["step"], state.get("best") or best
         if start >= config.steps:
             warn(f"the run is already at step {start} of {config.steps}; give a larger --steps to go on")
+    elif finetune is not None:
+        models.start_from(finetune)
+        fresh_d = models.D is not None and finetune.get("D") is None
+        warn(f"fine-tuning from {config.finetuned_from}{'; the discriminator starts fresh' if fresh_d else ''}")
     run.begin(config, start if resume else None)
     loop = _Loop(config, options, run, models, validate, best, data_fingerprint(pairs), warn)
     return loop.run(_StepData(dataset, config, options, start), start, on_step)

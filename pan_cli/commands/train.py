@@ -13,6 +13,7 @@ from pan_cli.discriminator import build_discriminator
 from pan_cli.distributed import setup
 from pan_cli.errors import PanError
 from pan_cli.evaluation import validator
+from pan_cli.finetune import finetune_source, finetune_start
 from pan_cli.losses.objectives import OBJECTIVES
 from pan_cli.metrics import Settings
 from pan_cli.networks import GENERATORS, build_generator, count_parameters
@@ -106,6 +107,9 @@ def tasks_command(verbose: bool) -> None:
 @click.option("--resume", type=click.Choice(["latest", "auto"]), is_flag=False, flag_value="latest",
               help="Continue the run in --run-dir: from latest.pt, or (auto) from the newest checkpoint "
                    "that loads, starting fresh if there is none.")
+@click.option("--finetune", metavar="CHECKPOINT|shipped",
+              help="Start from a model's weights (a run's checkpoint, an export, or `shipped`: the pretrained "
+                   "model of TASK) with its settings, except those given here; steps and optimisers start afresh.")
 @click.option("--detect-anomaly", is_flag=True, help="Debug: find the operation that made a NaN/inf.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="Autocast precision. auto: bf16 where it is faster (CUDA with bf16, CPUs with AMX), "
@@ -130,7 +134,7 @@ def tasks_command(verbose: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 def train_command(task: str, data: Path | None, synthesize: bool, steps: int | None, epochs: float | None,
                   paper: bool, device: str, run_dir: Path | None, resume: str | None, quiet: bool,
-                  val_data: Path | None, **settings) -> None:
+                  val_data: Path | None, finetune: str | None, **settings) -> None:
     """Train TASK on the pairs in --data; prints the final checkpoint's path on stdout."""
     runtime = {k: settings.pop(k) for k in ("log_every", "sample_every", "checkpoint_every", "val_every", "keep",
                                             "workers", "detect_anomaly", "time_limit", "tensorboard", "precision")}
@@ -145,6 +149,9 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
     asked = frozenset(name for name in settings if name in RunConfig.__dataclass_fields__
                       and context.get_parameter_source(name) == ParameterSource.COMMANDLINE)
     config = usage_config(task, paper=paper, **settings)  # the rest are RunConfig settings; None = default
+    start = None
+    if finetune:
+        config, start = finetune_start(config, finetune_source(task, finetune), steps, asked)
     problem = batchnorm_problem(config)
     if problem:
         raise click.UsageError(problem)
@@ -181,6 +188,7 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
             bar.update(job, completed=step, **({"info": info} if info else {}))
 
         final = train(config, found.pairs, options, resume=resume, steps=steps, on_step=on_step,
+                      finetune=start,
                       validate=validator(found.val_pairs, val_settings) if found.val_pairs else None,
                       warn=lambda message: console.print(f"pan: {message}", highlight=False), asked=asked)
     console.print(f"done: checkpoint {final}", highlight=False)

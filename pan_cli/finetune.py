@@ -1,0 +1,48 @@
+"""Fine-tuning: a fresh run that starts from the weights of another run or of a shipped model.
+
+The run takes the starting model's settings (its generator, crop, losses, ...) except those
+given on the command line, so `pan train inpaint --data mine --finetune shipped --steps 2000`
+needs nothing else. Only the weights carry over: the step count, the optimisers' moments and
+the schedule (--steps, --lr-decay) start afresh, and --data is read as this command says
+(pairs, or photos with --synthesize).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pan_cli.checkpoint import PRETRAINED, load_checkpoint
+from pan_cli.config import RunConfig
+from pan_cli.errors import PanError
+from pan_cli.run_dir import SCHEDULE
+
+SHIPPED = "shipped"  # --finetune shipped: the task's pretrained model inside the package
+# Settings a fine-tuning run never takes from its source: how long it runs, and whether --data
+# holds pairs or clean photos to make inputs from (the shipped derain model learnt from
+# synthesized rain; a user's fine-tuning data may be real pairs).
+OWN = (*SCHEDULE, "synthesize")
+
+
+def finetune_source(task: str, given: str) -> Path:
+    """The checkpoint file that --finetune names (`shipped`: the task's pretrained model)."""
+    if given != SHIPPED:
+        return Path(given)
+    shipped = PRETRAINED.get(task)
+    if shipped is None or not shipped.exists():
+        raise PanError(f"--finetune shipped: pan ships no pretrained {task} model "
+                       f"(there are: {', '.join(sorted(PRETRAINED))})")
+    return shipped
+
+
+def finetune_start(config: RunConfig, source: Path, steps: int | None,
+                   asked: frozenset[str]) -> tuple[RunConfig, dict[str, Any]]:
+    """The fine-tuning run's config and the checkpoint state whose weights it starts from.
+    `config` holds the command line's settings; those named in `asked` override the source's."""
+    state = load_checkpoint(source, task=config.task)
+    given = {name: getattr(config, name) for name in asked | set(OWN)}
+    tuned = state["config"].replace(**given, finetuned_from=f"{source} (step {state['step']})")
+    if steps:
+        tuned = tuned.replace(steps=steps)
+    return tuned, state
+
