@@ -41,8 +41,8 @@ def finetune_start(config: RunConfig, source: Path, steps: int | None,
     `config` holds the command line's settings; those named in `asked` override the source's."""
     state = load_checkpoint(source, task=config.task)
     given = {name: getattr(config, name) for name in asked | set(OWN)}
-    tuned = state["config"].replace(**given, finetuned_from=f"{source} (step {state['step']})")
+    name = f"shipped {source.name}" if source in PRETRAINED.values() else str(source)
+    tuned = state["config"].replace(**given, finetuned_from=f"{name} (step {state['step']})")
     if steps:
         tuned = tuned.replace(steps=steps)
     return tuned, state
-

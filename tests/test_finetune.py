@@ -85,6 +85,7 @@ def test_the_shipped_model_tunes_on_real_pairs_though_it_learnt_from_synthesized
                      "--image-size", "32", "--batch-size", "2", "--run-dir", tmp_path / "tuned", "--sample-every", "0")
     assert result.exit_code == 0, result.stderr
     assert "paired folders A/ + B/; 4 training pairs" in result.stderr  # not read as photos to rain on
-    assert "derain.pt (step " in result.stderr and "; the discriminator starts fresh" in result.stderr
+    assert "fine-tuning from shipped derain.pt (step " in result.stderr
+    assert "; the discriminator starts fresh" in result.stderr
     config = json.loads((tmp_path / "tuned" / "config.json").read_text())
     assert (config["generator"], config["synthesize"], config["image_size"]) == ("dilated", "", 32)
