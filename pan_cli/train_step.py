@@ -117,7 +117,9 @@ class Models:
         """Fine-tuning: T and its EMA from `state`'s inference weights (its EMA when it kept one), D
         from its D when it has one; the optimisers and the EMA's count start fresh."""
         weights = state["T_ema"] if state.get("T_ema") is not None else state["T"]
-        nets = [(self.T, weights, "generator")] + ([(self.ema.module, weights, "generator")] if self.ema else [])
+        nets = [(self.T, weights, "generator")]
+        if self.ema is not None:
+            nets.append((self.ema.module, weights, "generator"))
         if self.D is not None and state.get("D") is not None:
             nets.append((self.D, state["D"], "discriminator"))
         for net, saved, role in nets:
