@@ -35,14 +35,11 @@ def finetune_source(task: str, given: str) -> Path:
     return shipped
 
 
-def finetune_start(config: RunConfig, source: Path, steps: int | None,
-                   asked: frozenset[str]) -> tuple[RunConfig, dict[str, Any]]:
+def finetune_start(config: RunConfig, source: Path, asked: frozenset[str]) -> tuple[RunConfig, dict[str, Any]]:
     """The fine-tuning run's config and the checkpoint state whose weights it starts from.
-    `config` holds the command line's settings; those named in `asked` override the source's."""
+    `config` holds the command line's settings; those named in `asked` override the source's
+    (--steps is applied with the run's start, as for any run: run_dir.starting_point)."""
     state = load_checkpoint(source, task=config.task)
     given = {name: getattr(config, name) for name in asked | set(OWN)}
     name = f"shipped {source.name}" if source in PRETRAINED.values() else str(source)
-    tuned = state["config"].replace(**given, finetuned_from=f"{name} (step {state['step']})")
-    if steps:
-        tuned = tuned.replace(steps=steps)
-    return tuned, state
+    return state["config"].replace(**given, finetuned_from=f"{name} (step {state['step']})"), state

@@ -113,14 +113,16 @@ class Models:
             "scalers": [self.scaler_T.state_dict(), self.scaler_D.state_dict()],
         }
 
-    def start_from(self, state: dict) -> None:
+    def start_from(self, state: dict) -> bool:
         """Fine-tuning: T and its EMA from `state`'s inference weights (its EMA when it kept one), D
-        from its D when it has one; the optimisers and the EMA's count start fresh."""
+        from its D when it has one; the optimisers and the EMA's count start fresh. Returns
+        whether D came from `state` (False: D starts fresh, or the objective has none)."""
         weights = state["T_ema"] if state.get("T_ema") is not None else state["T"]
         nets = [(self.T, weights, "generator")]
         if self.ema is not None:
             nets.append((self.ema.module, weights, "generator"))
-        if self.D is not None and state.get("D") is not None:
+        with_d = self.D is not None and state.get("D") is not None
+        if with_d:
             nets.append((self.D, state["D"], "discriminator"))
         for net, saved, role in nets:
             try:
@@ -128,6 +130,7 @@ class Models:
             except RuntimeError:
                 raise PanError(f"--finetune: the checkpoint's {role} does not fit the one this run builds; leave "
                                "its shape (--generator, --d-width, channels) to the checkpoint") from None
+        return with_d
 
     def load_state(self, state: dict) -> None:
         self.T.load_state_dict(state["T"])

@@ -142,8 +142,7 @@ def _train(
         if start >= config.steps:
             warn(f"the run is already at step {start} of {config.steps}; give a larger --steps to go on")
     elif finetune is not None:
-        models.start_from(finetune)
-        fresh_d = models.D is not None and finetune.get("D") is None
+        fresh_d = not models.start_from(finetune) and models.D is not None
         warn(f"fine-tuning from {config.finetuned_from}{'; the discriminator starts fresh' if fresh_d else ''}")
     run.begin(config, start if resume else None)
     loop = _Loop(config, options, run, models, validate, best, data_fingerprint(pairs), warn)

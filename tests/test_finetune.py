@@ -70,14 +70,19 @@ def test_finetune_names_what_it_cannot_start_from(run_pan, rain_pairs, tmp_path)
                                       "(there are: derain, inpaint)")
 
 
-def test_a_resumed_finetune_continues_its_own_run(run_pan, rain_pairs, trained_checkpoint, tmp_path):
+def test_a_resumed_finetune_ends_as_one_that_never_stopped(run_pan, rain_pairs, trained_checkpoint, tmp_path):
+    whole = tune(run_pan, rain_pairs, trained_checkpoint, tmp_path / "whole", "--steps", "2")
+    assert whole.exit_code == 0, whole.stderr
     first = tune(run_pan, rain_pairs, trained_checkpoint, tmp_path / "tuned", "--steps", "1")
     assert first.exit_code == 0, first.stderr
     again = tune(run_pan, rain_pairs, trained_checkpoint, tmp_path / "tuned", "--steps", "2", "--resume")
     assert again.exit_code == 0, again.stderr
     assert "--finetune is ignored: the run resumes from its own checkpoint" in again.stderr
-    resumed = load_checkpoint(tmp_path / "tuned" / "latest.pt")
+    resumed, uninterrupted = (load_checkpoint(tmp_path / run / "latest.pt") for run in ("tuned", "whole"))
     assert resumed["step"] == 2 and resumed["config"].finetuned_from == f"{trained_checkpoint} (step 2)"
+    # had the resume taken the source's weights again, step 1's update would be lost
+    assert largest_difference(resumed["T"], uninterrupted["T"]) < 1e-6
+    assert largest_difference(resumed["D"], uninterrupted["D"]) < 1e-6
 
 
 def test_the_shipped_model_tunes_on_real_pairs_though_it_learnt_from_synthesized_rain(run_pan, rain_pairs, tmp_path):

@@ -151,7 +151,7 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
     config = usage_config(task, paper=paper, **settings)  # the rest are RunConfig settings; None = default
     start = None
     if finetune:
-        config, start = finetune_start(config, finetune_source(task, finetune), steps, asked)
+        config, start = finetune_start(config, finetune_source(task, finetune), asked)
     problem = batchnorm_problem(config)
     if problem:
         raise click.UsageError(problem)
