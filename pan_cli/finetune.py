@@ -9,6 +9,7 @@ the schedule (--steps, --lr-decay) start afresh, and --data is read as this comm
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,16 @@ def finetune_source(task: str, given: str) -> Path:
     return shipped
 
 
-def finetune_start(config: RunConfig, source: Path, asked: frozenset[str]) -> tuple[RunConfig, dict[str, Any]]:
-    """The fine-tuning run's config and the checkpoint state whose weights it starts from.
-    `config` holds the command line's settings; those named in `asked` override the source's
-    (--steps is applied with the run's start, as for any run: run_dir.starting_point)."""
-    state = load_checkpoint(source, task=config.task)
-    given = {name: getattr(config, name) for name in asked | set(OWN)}
+def finetune_start(task: str, source: Path, settings: dict[str, Any],
+                   asked: frozenset[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fine-tuning run's settings and the checkpoint state whose weights it starts from.
+    `settings` are the command line's (None: not given); those named in `asked` override the
+    source's. The result goes through make_config like any run's settings, so they are checked
+    together (the source's generator with this command's --image-size, say). --steps is applied
+    with the run's start, as for any run: run_dir.starting_point."""
+    state = load_checkpoint(source, task=task)
+    inherited = {field.name: getattr(state["config"], field.name) for field in fields(RunConfig)
+                 if field.name not in (*OWN, "task", "finetuned_from")}
+    given = {name: settings.get(name) for name in asked | set(OWN)}  # None: the task's default
     name = f"shipped {source.name}" if source in PRETRAINED.values() else str(source)
-    return state["config"].replace(**given, finetuned_from=f"{name} (step {state['step']})"), state
+    return {**inherited, **given, "finetuned_from": f"{name} (step {state['step']})"}, state

@@ -113,24 +113,29 @@ class Models:
             "scalers": [self.scaler_T.state_dict(), self.scaler_D.state_dict()],
         }
 
-    def start_from(self, state: dict) -> bool:
+    def start_from(self, state: dict) -> str:
         """Fine-tuning: T and its EMA from `state`'s inference weights (its EMA when it kept one), D
-        from its D when it has one; the optimisers and the EMA's count start fresh. Returns
-        whether D came from `state` (False: D starts fresh, or the objective has none)."""
+        from its D when it has one; the optimisers and the EMA's count start fresh. Returns what
+        D took from `state`: "all", "convolutions" (D's last layer, a Linear sized from the
+        training crop, starts fresh when the crop size changes) or "nothing"."""
         weights = state["T_ema"] if state.get("T_ema") is not None else state["T"]
         nets = [(self.T, weights, "generator")]
         if self.ema is not None:
             nets.append((self.ema.module, weights, "generator"))
-        with_d = self.D is not None and state.get("D") is not None
-        if with_d:
-            nets.append((self.D, state["D"], "discriminator"))
+        taken = "nothing"
+        if self.D is not None and state.get("D") is not None:
+            saved, taken = state["D"], "all"
+            if state["config"].image_size != self.D.image_size:
+                saved = {**saved, **{f"fc.{k}": v for k, v in self.D.fc.state_dict().items()}}
+                taken = "convolutions"
+            nets.append((self.D, saved, "discriminator"))
         for net, saved, role in nets:
             try:
                 net.load_state_dict(saved)
             except RuntimeError:
                 raise PanError(f"--finetune: the checkpoint's {role} does not fit the one this run builds; leave "
                                "its shape (--generator, --d-width, channels) to the checkpoint") from None
-        return with_d
+        return taken
 
     def load_state(self, state: dict) -> None:
         self.T.load_state_dict(state["T"])

@@ -30,6 +30,9 @@ from pan_cli.train_log import TrainLog, tensorboard_writer
 from pan_cli.train_step import Models, d_step, t_step
 
 EXIT_INTERRUPTED = 130
+# The fine-tuning notice's end, by what D took from the source (Models.start_from)
+FRESH_D = {"all": "", "nothing": "; the discriminator starts fresh",
+           "convolutions": "; the discriminator's last layer starts fresh (it is sized from --image-size)"}
 
 
 class Interrupted(PanError):
@@ -142,8 +145,8 @@ def _train(
         if start >= config.steps:
             warn(f"the run is already at step {start} of {config.steps}; give a larger --steps to go on")
     elif finetune is not None:
-        fresh_d = not models.start_from(finetune) and models.D is not None
-        warn(f"fine-tuning from {config.finetuned_from}{'; the discriminator starts fresh' if fresh_d else ''}")
+        taken = models.start_from(finetune)
+        warn(f"fine-tuning from {config.finetuned_from}{FRESH_D[taken] if models.D is not None else ''}")
     run.begin(config, start if resume else None)
     loop = _Loop(config, options, run, models, validate, best, data_fingerprint(pairs), warn)
     return loop.run(_StepData(dataset, config, options, start), start, on_step)

@@ -94,3 +94,26 @@ def test_the_shipped_model_tunes_on_real_pairs_though_it_learnt_from_synthesized
     assert "; the discriminator starts fresh" in result.stderr
     config = json.loads((tmp_path / "tuned" / "config.json").read_text())
     assert (config["generator"], config["synthesize"], config["image_size"]) == ("dilated", "", 32)
+
+
+def test_a_finetune_may_change_the_crop_size_and_keeps_the_discriminators_convolutions(run_pan, trained_inpaint_unet,
+                                                                                        tmp_path):
+    source = load_checkpoint(trained_inpaint_unet)
+    photos = trained_inpaint_unet.parent.parent / "photos"
+    # 192 fits the source's generator (unet: multiples of 64) but not inpaint's default (context-encoder: 128 only):
+    # the size is checked against the settings the run ends up with
+    result = run_pan("train", "inpaint", "--data", photos, "--finetune", trained_inpaint_unet, "--image-size", "192",
+                     "--load-size", "200", "--steps", "1", "--lr", "1e-12", "--run-dir", tmp_path / "tuned",
+                     "--sample-every", "0")
+    assert result.exit_code == 0, result.stderr
+    assert "; the discriminator's last layer starts fresh (it is sized from --image-size)" in result.stderr
+    tuned = load_checkpoint(tmp_path / "tuned" / "latest.pt")
+    assert (tuned["config"].generator, tuned["config"].image_size, source["config"].image_size) == ("unet", 192, 64)
+    convolutions = [k for k in source["D"] if not k.startswith("fc.")]
+    assert largest_difference({k: tuned["D"][k] for k in convolutions}, source["D"]) < 1e-6
+    assert tuned["D"]["fc.weight"].numel() == 9 * source["D"]["fc.weight"].numel()  # (192/64)^2 as many inputs
+    bad = run_pan("train", "inpaint", "--data", photos, "--finetune", trained_inpaint_unet, "--image-size", "100",
+                  "--steps", "1", "--run-dir", tmp_path / "bad")
+    assert bad.exit_code == 2
+    assert len(bad.stderr.strip().splitlines()) == 1 and "unet" in bad.stderr and "64" in bad.stderr
+    assert not (tmp_path / "bad").exists()

@@ -148,10 +148,10 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
     context = click.get_current_context()
     asked = frozenset(name for name in settings if name in RunConfig.__dataclass_fields__
                       and context.get_parameter_source(name) == ParameterSource.COMMANDLINE)
-    config = usage_config(task, paper=paper, **settings)  # the rest are RunConfig settings; None = default
     start = None
     if finetune:
-        config, start = finetune_start(config, finetune_source(task, finetune), asked)
+        settings, start = finetune_start(task, finetune_source(task, finetune), settings, asked)
+    config = usage_config(task, paper=paper, **settings)  # the rest are RunConfig settings; None = default
     problem = batchnorm_problem(config)
     if problem:
         raise click.UsageError(problem)
