@@ -6,6 +6,7 @@ from pan_cli.losses.terms import (
     margin_hinge,
     perceptual_distances,
     pixel_l1,
+    pixel_l2,
     t_gan_loss,
     weighted_sum,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "margin_hinge",
     "perceptual_distances",
     "pixel_l1",
+    "pixel_l2",
     "t_gan_loss",
     "transformer_loss",
     "weighted_sum",

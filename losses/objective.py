@@ -1,9 +1,10 @@
 """D's and T's losses for each objective, as dicts of named terms with the sum under 'total'.
 
 - pan:     D: BCE(D(y), .9) + BCE(D(T(x)), 0) + max(0, m - sum lambda_j P_j)
-           T: GAN term + sum lambda_j P_j (+ lambda_pix * L1 when lambda_pix > 0)
-- pix2pix: D: the same GAN terms; T: GAN term + lambda_pix * L1 (pix2pix uses 100)
-- l1:      no D; T: L1
+           T: GAN term + sum lambda_j P_j (+ lambda_pix * pixel term when lambda_pix > 0)
+- pix2pix: D: the same GAN terms; T: GAN term + lambda_pix * pixel term (pix2pix uses 100)
+- l1:      no D; T: the pixel term
+The pixel term is L1 unless --pixel-loss l2 makes it the mean squared error.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from pan_cli.losses.terms import (
+    PIXEL_LOSSES,
     d_gan_loss,
     margin_hinge,
     perceptual_distances,
-    pixel_l1,
     t_gan_loss,
     weighted_sum,
 )
@@ -58,7 +59,7 @@ def transformer_loss(
 ) -> dict[str, torch.Tensor]:
     """T's loss. `real_hidden` (D's features of the target) is treated as a constant: only
     H_j(T(x)) carries gradient to T."""
-    terms: dict[str, torch.Tensor] = {"pixel": pixel_l1(output, target)}
+    terms: dict[str, torch.Tensor] = {"pixel": PIXEL_LOSSES[config.pixel_loss](output, target)}
     if not config.loss.uses_d:
         terms["total"] = terms["pixel"]
         return terms

@@ -52,3 +52,12 @@ def t_gan_loss(fake_logits: torch.Tensor, form: str) -> torch.Tensor:
 def pixel_l1(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """mean |y - T(x)|."""
     return (output - target).abs().mean()
+
+
+def pixel_l2(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """mean (y - T(x))^2: where the target is uncertain (deep in a large hole) it pulls toward
+    the mean of what could be there, which is what PSNR rewards; L1 pulls toward the median."""
+    return F.mse_loss(output, target)
+
+
+PIXEL_LOSSES = {"l1": pixel_l1, "l2": pixel_l2}  # --pixel-loss

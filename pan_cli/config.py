@@ -12,6 +12,7 @@ from typing import Any
 
 from pan_cli.errors import PanError
 from pan_cli.losses.objectives import OBJECTIVES, Objective
+from pan_cli.losses.terms import PIXEL_LOSSES
 
 RAIN_PRESETS = ("mixed", "light", "heavy", "photoshop")  # datasets/rain.py's PRESETS
 
@@ -34,7 +35,8 @@ class RunConfig:
     objective: str = "pan"
     lambdas: tuple[float, ...] = (5.0, 1.5, 1.5, 1.0)
     margin: float = 3.0
-    lambda_pix: float = 0.0  # pixel L1 weight added to T's loss (pix2pix uses 100)
+    lambda_pix: float = 0.0  # pixel term's weight in T's loss (pix2pix uses 100)
+    pixel_loss: str = "l1"  # the pixel term: "l1" (mean absolute error) or "l2" (mean squared error)
     gan_form: str = "saturating"  # T's GAN term: log(1 - D(T(x))) or -log D(T(x))
     real_label: float = 0.9  # one-sided label smoothing for D's real target
     lr: float = 2e-4
@@ -66,6 +68,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise PanError(f"unknown objective {self.objective!r}; choose one of {tuple(OBJECTIVES)}")
+        if self.pixel_loss not in PIXEL_LOSSES:
+            raise PanError(f"unknown pixel loss {self.pixel_loss!r}; choose one of {', '.join(PIXEL_LOSSES)}")
         if self.gan_form not in GAN_FORMS:
             raise PanError(f"unknown GAN form {self.gan_form!r}; choose one of {GAN_FORMS}")
         if len(self.lambdas) != 4:

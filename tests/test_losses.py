@@ -131,3 +131,19 @@ def test_comparison_objectives_have_their_own_terms():
     assert t["total"].item() == pytest.approx((t["gan"] + 100 * t["pixel"]).item())
     l1 = transformer_loss(make_config("derain", image_size=16, objective="l1"), fake, y.detach())
     assert l1["total"].item() == pytest.approx((fake - y).abs().mean().item())
+
+
+def test_the_pixel_term_is_the_mean_absolute_or_the_mean_squared_error():
+    output = torch.tensor([[[[0.5, -0.5], [0.0, 1.0]]]])
+    target = torch.tensor([[[[0.0, 0.5], [0.0, -1.0]]]])  # errors 0.5, 1, 0, 2
+    l1 = transformer_loss(make_config("derain", image_size=16, objective="l1"), output, target)
+    l2 = transformer_loss(make_config("derain", image_size=16, objective="l1", pixel_loss="l2"), output, target)
+    assert l1["pixel"].item() == pytest.approx((0.5 + 1 + 0 + 2) / 4)
+    assert l2["pixel"].item() == pytest.approx((0.25 + 1 + 0 + 4) / 4) == l2["total"].item()
+
+
+def test_an_unknown_pixel_loss_is_refused_in_one_line(run_pan, tmp_path):
+    with pytest.raises(Exception, match="unknown pixel loss 'l3'; choose one of l1, l2"):
+        make_config("derain", pixel_loss="l3")
+    result = run_pan("train", "derain", "--data", tmp_path, "--pixel-loss", "l3")
+    assert result.exit_code == 2 and "'l3' is not one of 'l1', 'l2'" in result.stderr

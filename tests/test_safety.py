@@ -108,14 +108,14 @@ def test_a_fresh_run_never_overwrites_an_existing_one(rain_pairs, tmp_path):
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(rain_pairs, tmp_path, monkeypatch):
     import pan_cli.losses.objective as objective
 
-    real, calls = objective.pixel_l1, {"n": 0}
+    real, calls = objective.PIXEL_LOSSES["l1"], {"n": 0}
 
     def poisoned(output, target):
         calls["n"] += 1
         value = real(output, target)
         return value * float("nan") if calls["n"] >= 3 else value
 
-    monkeypatch.setattr(objective, "pixel_l1", poisoned)
+    monkeypatch.setitem(objective.PIXEL_LOSSES, "l1", poisoned)
     config = make_config("derain", image_size=24, batch_size=2, steps=6)
     options = TrainOptions(run_dir=tmp_path / "run", checkpoint_every=1, log_every=1, sample_every=0, keep=0)
     expected = r"non-finite loss at step 3 \(.*t_pixel=nan.*last good checkpoint is .*step-2.pt"

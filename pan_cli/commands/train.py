@@ -48,7 +48,7 @@ class TaskCommand(click.Command):
                                   + (f", load size {config.load_size}" if config.load_size else "")),
                     ("direction", config.direction + (" (input is a label map)" if config.label_input else "")),
                     ("objective", f"{config.objective}, lambdas {','.join(f'{v:g}' for v in config.lambdas)}, "
-                                  f"margin {config.margin:g}, lambda-pix {config.lambda_pix:g}"),
+                                  f"margin {config.margin:g}, lambda-pix {config.lambda_pix:g} ({config.pixel_loss})"),
                     ("residual, ema", f"{config.residual}, {config.ema:g}"),
                     ("synthesizer", (task.synthesizer + (" (always)" if task.always_synthesize else
                                                          " (with --synthesize)")) if task.synthesizer else "none"),
@@ -93,7 +93,9 @@ def tasks_command(verbose: bool) -> None:
 @click.option("--margin", type=Finite(min=0), help="Margin m of D's hinge.")
 @click.option("--d-width", type=Finite(0, 4, min_open=True),
               help="D's channel multiplier (1: the paper's D; 0.5: a quarter of its cost).")
-@click.option("--lambda-pix", type=Finite(min=0), help="Pixel L1 weight.")
+@click.option("--lambda-pix", type=Finite(min=0), help="Weight of the pixel term.")
+@click.option("--pixel-loss", type=click.Choice(["l1", "l2"]),
+              help="The pixel term: mean absolute (l1, the default) or squared error (l2, as Context Encoders).")
 @click.option("--objective", type=click.Choice(list(OBJECTIVES)))
 @click.option("--gan-form", type=click.Choice(["saturating", "non-saturating"]))
 @click.option("--generator", type=click.Choice(list(GENERATORS)))
