@@ -82,9 +82,10 @@ def tasks_command(verbose: bool) -> None:
               help="Instead of --steps: passes over the training pairs (a step uses two batches).")
 @click.option("--batch-size", type=click.IntRange(min=1))
 @click.option("--image-size", type=click.IntRange(8, MAX_SIDE), help="Training crop size.")
-@click.option("--load-size", type=click.IntRange(0, MAX_SIDE), help="Resize the shorter side first (0: no).")
+@click.option("--load-size", type=click.IntRange(0, MAX_SIDE),
+              help="Resize the shorter side first (0: no; --zoom crops the photo as it is).")
 @click.option("--zoom/--no-zoom", default=None,
-              help="Crops of random size (15-100%% of a photo's area) resized to --image-size: whole scenes "
+              help="Crops of random size (15-100% of a photo's area) resized to --image-size: whole scenes "
                    "and close-ups alike.")
 @click.option("--lr", type=Finite(min=0, min_open=True))
 @click.option("--lr-decay", type=click.IntRange(min=0),
