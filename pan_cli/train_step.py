@@ -116,8 +116,8 @@ class Models:
     def start_from(self, state: dict) -> str:
         """Fine-tuning: T and its EMA from `state`'s inference weights (its EMA when it kept one), D
         from its D when it has one; the optimisers and the EMA's count start fresh. Returns what
-        D took from `state`: "all", "convolutions" (D's last layer, a Linear sized from the
-        training crop, starts fresh when the crop size changes) or "nothing"."""
+        D took from `state`: "all", "convolutions" (D's last layer, a Linear sized from the image
+        D sees, starts fresh when that size changed) or "nothing"."""
         weights = state["T_ema"] if state.get("T_ema") is not None else state["T"]
         nets = [(self.T, weights, "generator")]
         if self.ema is not None:
@@ -125,7 +125,7 @@ class Models:
         taken = "nothing"
         if self.D is not None and state.get("D") is not None:
             saved, taken = state["D"], "all"
-            if state["config"].image_size != self.D.image_size:
+            if saved["fc.weight"].shape != self.D.fc.weight.shape:
                 saved = {**saved, **{f"fc.{k}": v for k, v in self.D.fc.state_dict().items()}}
                 taken = "convolutions"
             nets.append((self.D, saved, "discriminator"))

@@ -117,3 +117,15 @@ def test_a_finetune_may_change_the_crop_size_and_keeps_the_discriminators_convol
     assert bad.exit_code == 2
     assert len(bad.stderr.strip().splitlines()) == 1 and "unet" in bad.stderr and "64" in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_finetune_at_the_same_size_keeps_all_of_d_where_d_sees_less_than_the_crop(run_pan, trained_context_encoder,
+                                                                                      tmp_path):
+    # the context encoder's D judges its 64x64 patch, not the 128x128 crop: nothing of D depends on a changed size here
+    source = load_checkpoint(trained_context_encoder)
+    photos = trained_context_encoder.parent.parent / "photos"
+    result = run_pan("train", "inpaint", "--data", photos, "--finetune", trained_context_encoder, "--steps", "1",
+                     "--lr", "1e-12", "--run-dir", tmp_path / "tuned", "--sample-every", "0")
+    assert result.exit_code == 0, result.stderr
+    assert f"fine-tuning from {trained_context_encoder} (step 2)\n" in result.stderr  # nothing starts fresh
+    assert largest_difference(load_checkpoint(tmp_path / "tuned" / "latest.pt")["D"], source["D"]) < 1e-6

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pan_cli.discriminator import Discriminator
+from pan_cli.errors import PanError
 from pan_cli.losses import (
     d_gan_loss,
     discriminator_loss,
@@ -143,7 +144,7 @@ def test_the_pixel_term_is_the_mean_absolute_or_the_mean_squared_error():
 
 
 def test_an_unknown_pixel_loss_is_refused_in_one_line(run_pan, tmp_path):
-    with pytest.raises(Exception, match="unknown pixel loss 'l3'; choose one of l1, l2"):
+    with pytest.raises(PanError, match="unknown pixel loss 'l3'; choose one of l1, l2"):
         make_config("derain", pixel_loss="l3")
     result = run_pan("train", "derain", "--data", tmp_path, "--pixel-loss", "l3")
     assert result.exit_code == 2 and "'l3' is not one of 'l1', 'l2'" in result.stderr
