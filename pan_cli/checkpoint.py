@@ -139,12 +139,17 @@ def default_checkpoint(task: str, warn: Callable[[str], None]) -> Path:
     return shipped
 
 
-def export_weights(source: Path, target: Path) -> dict[str, Any]:
+def export_weights(source: Path, target: Path, half: bool = False) -> dict[str, Any]:
     """Write only what inference needs from a training checkpoint: the config and T's weights
     (its EMA when the run kept one). About 1/60 of a PAN checkpoint: no D, no Adam moments.
-    Resuming training from it is not possible; `pan infer` takes it like any checkpoint."""
+    Resuming training from it is not possible; `pan infer` takes it like any checkpoint.
+
+    `half` stores the floating-point weights as float16, half the file; loading copies them into
+    the float32 network, so inference runs in float32 on exactly the stored values."""
     state = load_checkpoint(source)
     weights = state["T_ema"] if state.get("T_ema") is not None else state["T"]
+    if half:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     exported = {"config": state["config"].to_dict(), "step": state["step"], "T": weights, "T_ema": None,
                 "exported": True, "data": state.get("data"), "best": state.get("best")}
     save_checkpoint(target, exported)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pan_cli.geometry import Geometry
-from pan_cli.unet import SlimUNet
+from pan_cli.unet import SlimUNet, UNet
 
 LEVELS = 6  # the coarsest cell is 64 px, the U-Net's multiple, so every level divides evenly
 
@@ -62,3 +62,12 @@ class FillUNet(SlimUNet):
         image, hole = x[:, :-1], x[:, -1:]  # the mask is the last channel (make_config checks there is one)
         filled = smooth_fill(image, 1.0 - hole)
         return (filled + super().forward(torch.cat([filled, hole], 1))).clamp(-1.0, 1.0)
+
+
+class WideFillUNet(FillUNet):
+    """`unet-fill` at the paper U-Net's full width (four times the weights and the work), for
+    training where compute is plentiful (a GPU); its file is shipped in half precision."""
+
+    ENCODER = UNet.ENCODER
+    DECODER = UNet.DECODER
+    HEAD = UNet.HEAD

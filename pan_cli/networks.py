@@ -16,7 +16,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from pan_cli.config import RunConfig
 from pan_cli.dilated import DilatedNet
 from pan_cli.errors import PanError
-from pan_cli.fill_unet import FillUNet
+from pan_cli.fill_unet import FillUNet, WideFillUNet
 from pan_cli.geometry import Geometry
 from pan_cli.prenet import PReNet
 from pan_cli.unet import SlimUNet, UNet, down, up
@@ -104,6 +104,7 @@ GENERATORS: dict[str, Callable[..., nn.Module]] = {
     "unet": UNet,
     "unet-slim": SlimUNet,
     "unet-fill": FillUNet,
+    "unet-fill-wide": WideFillUNet,
     "idcgan": IDCGAN,
     "prenet": PReNet,
     "dilated": DilatedNet,

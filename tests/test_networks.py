@@ -7,7 +7,7 @@ import torch
 
 from pan_cli.discriminator import Discriminator, build_discriminator
 from pan_cli.errors import PanError
-from pan_cli.networks import IDCGAN, ContextEncoder, UNet, build_generator, count_parameters
+from pan_cli.networks import IDCGAN, ContextEncoder, UNet, build_generator, count_parameters, geometry
 from pan_cli.tasks import make_config
 
 
@@ -139,15 +139,25 @@ def test_smooth_fill_keeps_known_pixels_and_fills_a_stroke_far_better_than_a_fla
     assert torch.allclose(smooth_fill(constant, (torch.rand(1, 1, 64, 64) < 0.3).float()), constant, atol=1e-6)
 
 
-def test_unet_fill_starts_as_its_smooth_fill_and_passes_known_pixels_through():
+@pytest.mark.parametrize("generator", ["unet-fill", "unet-fill-wide"])
+def test_unet_fill_starts_as_its_smooth_fill_and_passes_known_pixels_through(generator):
     from pan_cli.fill_unet import smooth_fill
 
     image, mask = _stroke_on_astronaut()
-    T = build_generator(make_config("inpaint", generator="unet-fill", image_size=128)).eval()
+    T = build_generator(make_config("inpaint", generator=generator, image_size=128)).eval()
     x = torch.cat([torch.where(mask, 0.0, image), mask[None, None].float()], 1)
     out = T(x)
     assert torch.equal(out[..., ~mask], image[..., ~mask])
     assert torch.allclose(out, smooth_fill(image, (~mask).float()[None, None]).clamp(-1, 1), atol=1e-6)
+
+
+def test_the_wide_fill_unet_is_the_same_network_at_the_full_unets_width():
+    def weights(name: str) -> int:
+        return count_parameters(build_generator(make_config("inpaint", generator=name)))
+
+    assert weights("unet-fill") == 3_055_491
+    assert weights("unet-fill-wide") == 12_211_971  # channels doubled: about four times the weights
+    assert geometry("unet-fill-wide") == geometry("unet-fill")  # same depth: same multiple and reach
 
 
 def test_unet_fill_is_refused_outside_inpainting():

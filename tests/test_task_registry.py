@@ -6,10 +6,12 @@ from __future__ import annotations
 import torch
 from torchvision import tv_tensors
 
+from pan_cli.checkpoint import load_checkpoint
 from pan_cli.datasets.images import read_image, write_image
 from pan_cli.datasets.labels import CITYSCAPES_COLOURS, colourize
 from pan_cli.datasets.layout import Pair
 from pan_cli.datasets.paired import PairedImages
+from pan_cli.networks import build_generator
 from pan_cli.tasks import make_config
 from tests.conftest import crop
 
@@ -81,3 +83,28 @@ def test_export_keeps_only_inference_weights_and_gives_identical_outputs(run_pan
         assert run_pan("infer", "--task", "derain", "--checkpoint", checkpoint, tmp_path / "in",
                        "-o", tmp_path / name).exit_code == 0
     assert torch.equal(read_image(tmp_path / "full" / "x.png"), read_image(tmp_path / "small" / "x.png"))
+
+
+def test_a_half_precision_export_is_half_the_file_and_infers_in_float32_on_its_stored_values(
+        run_pan, tmp_path, trained_checkpoint):
+    full, half = tmp_path / "full.pt", tmp_path / "half.pt"
+    assert run_pan("export", trained_checkpoint, "-o", full).exit_code == 0
+    result = run_pan("export", trained_checkpoint, "-o", half, "--half")
+    assert result.exit_code == 0 and result.stdout.strip() == str(half)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    stored, original = load_checkpoint(half)["T"], load_checkpoint(full)["T"]
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    net = build_generator(load_checkpoint(half)["config"])
+    net.load_state_dict(stored)  # the network stays float32, holding exactly the stored values
+    for name, tensor in net.state_dict().items():
+        if tensor.is_floating_point():
+            assert tensor.dtype == torch.float32 and torch.equal(tensor, original[name].half().float())
+    write_image(tmp_path / "in" / "x.png", crop("rocket", 37, 41))
+    for name, checkpoint in (("full", full), ("half", half)):
+        assert run_pan("infer", "--task", "derain", "--checkpoint", checkpoint, tmp_path / "in",
+                       "-o", tmp_path / name).exit_code == 0
+    a, b = read_image(tmp_path / "full" / "x.png"), read_image(tmp_path / "half" / "x.png")
+    assert (a.int() - b.int()).abs().max() <= 2  # rounding the weights moves no pixel by more than 2 of 255
+    refused = run_pan("export", trained_checkpoint, "-o", tmp_path / "m.onnx", "--half")
+    assert refused.exit_code != 0 and "--half writes pan's own torch file" in refused.stderr
+    assert not (tmp_path / "m.onnx").exists()

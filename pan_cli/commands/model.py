@@ -100,13 +100,17 @@ def infer_command(inputs, task, checkpoint, out_dir, mask, batch_size, device, f
                    "(-o is a folder: model.safetensors + config.json; pip install 'pan[safetensors]'). "
                    "Default: from -o's suffix, else torch.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing -o file (never a run's own checkpoint).")
-def export_command(checkpoint: Path, out: Path, fmt: str | None, overwrite: bool) -> None:
+@click.option("--half", is_flag=True, help="torch format: store the weights as float16 (half the file); "
+                                           "inference still runs in float32 on the stored values.")
+def export_command(checkpoint: Path, out: Path, fmt: str | None, overwrite: bool, half: bool) -> None:
     """Write a checkpoint's inference weights only (EMA if kept; no D, no optimizer state):
     small enough to share; `pan infer --checkpoint` takes the torch and safetensors exports.
     CHECKPOINT is a training checkpoint or an export (the shipped models included). Every
     export records the task, generator, step, training-data fingerprint and validation
     figures. Prints its path."""
     fmt = format_for(out, fmt)
+    if half and fmt != "torch":
+        raise PanError(f"--half writes pan's own torch file; {fmt} exports keep float32")
     if fmt == "safetensors":
         target = out / WEIGHTS_NAME
         if target.exists() and not overwrite:
@@ -126,5 +130,5 @@ def export_command(checkpoint: Path, out: Path, fmt: str | None, overwrite: bool
     if fmt == "onnx":
         export_onnx(load_checkpoint(checkpoint), out)
     else:
-        export_weights(checkpoint, out)
+        export_weights(checkpoint, out, half=half)
     emit(str(out))
