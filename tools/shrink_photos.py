@@ -1,0 +1,29 @@
+"""Copy a folder of photos with the long side at most N px, as JPEG quality 95 with full-resolution
+colour: the copy `make weights-inpaint` trains its third stage on (it ran on a GPU machine that
+takes at most 64 MiB of data; the training crops are the same fractions of each scene).
+
+    python tools/shrink_photos.py SRC DST [LONG_SIDE]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+
+def shrink(source: Path, target: Path, long_side: int = 640) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.iterdir()):
+        if path.suffix.lower() not in {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}:
+            continue
+        image = Image.open(path).convert("RGB")
+        scale = min(1.0, long_side / max(image.size))
+        if scale < 1.0:
+            image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+        image.save(target / f"{path.stem}.jpg", quality=95, subsampling=0)
+
+
+if __name__ == "__main__":
+    shrink(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 640)
