@@ -66,7 +66,7 @@ class FillUNet(SlimUNet):
 
 class WideFillUNet(FillUNet):
     """`unet-fill` at the paper U-Net's full width (four times the weights and the work), for
-    training where compute is plentiful (a GPU); its file is shipped in half precision."""
+    training where compute is plentiful (a GPU). `pan export --half` keeps its file at 24.5 MB."""
 
     ENCODER = UNet.ENCODER
     DECODER = UNet.DECODER
