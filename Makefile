@@ -113,6 +113,10 @@ weights-inpaint: $(W)/photos
 	$(PAN) export $(W)/inpaint-gpu/latest.pt -o pan_cli/weights/inpaint.pt --overwrite
 	$(PAN) eval --task inpaint --checkpoint pan_cli/weights/inpaint.pt --data $(W)/inpaint-val-half | tail -3
 	$(PAN) eval --task inpaint --checkpoint pan_cli/weights/inpaint.pt --data $(W)/inpaint-val-strokes | tail -3
+	@# a second held-out set when RAIN_VAL is given: the clean photos of its pairs (never trained on)
+	$(if $(RAIN_VAL),for h in half strokes; do rm -rf $(W)/inpaint-rainval-$$h && \
+		$(PAN) data make inpaint --from $(abspath $(RAIN_VAL))/target --size 256 --holes $$h --seed 1 -o $(W)/inpaint-rainval-$$h -q > /dev/null && \
+		$(PAN) eval --task inpaint --checkpoint pan_cli/weights/inpaint.pt --data $(W)/inpaint-rainval-$$h | tail -3 || exit 1; done)
 
 # The model cards' pictures (docs/*.jpg) from the shipped models:
 #   make figures RAIN_VAL=PAIRS PHOTOS=DIR   (the held-out photos are HOLD_OUT* files of PHOTOS)
