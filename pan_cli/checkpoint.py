@@ -145,11 +145,12 @@ def export_weights(source: Path, target: Path, half: bool = False) -> dict[str, 
     Resuming training from it is not possible; `pan infer` takes it like any checkpoint.
 
     `half` stores the floating-point weights as float16, half the file; loading copies them into
-    the float32 network, so inference runs in float32 on exactly the stored values."""
+    the float32 network, so inference runs in float32 on exactly the stored values. Without it
+    they are stored as float32 (a half export exported again keeps its values, not its dtype)."""
     state = load_checkpoint(source)
     weights = state["T_ema"] if state.get("T_ema") is not None else state["T"]
-    if half:
-        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    dtype = torch.float16 if half else torch.float32
+    weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
     exported = {"config": state["config"].to_dict(), "step": state["step"], "T": weights, "T_ema": None,
                 "exported": True, "data": state.get("data"), "best": state.get("best")}
     save_checkpoint(target, exported)

@@ -105,6 +105,10 @@ def test_a_half_precision_export_is_half_the_file_and_infers_in_float32_on_its_s
                        "-o", tmp_path / name).exit_code == 0
     a, b = read_image(tmp_path / "full" / "x.png"), read_image(tmp_path / "half" / "x.png")
     assert (a.int() - b.int()).abs().max() <= 2  # rounding the weights moves no pixel by more than 2 of 255
+    back = tmp_path / "back.pt"  # exported again without --half: float32 again, the same values
+    assert run_pan("export", half, "-o", back).exit_code == 0
+    assert all(torch.equal(v, stored[k].float()) and v.dtype == torch.float32
+               for k, v in load_checkpoint(back)["T"].items() if v.is_floating_point())
     refused = run_pan("export", trained_checkpoint, "-o", tmp_path / "m.onnx", "--half")
     assert refused.exit_code != 0 and "--half writes pan's own torch file" in refused.stderr
     assert not (tmp_path / "m.onnx").exists()
