@@ -46,13 +46,19 @@ def link_latest(step_file: Path, latest: Path) -> None:
 
 
 def load_checkpoint(path: Path, task: str | None = None) -> dict[str, Any]:
-    """Load and validate a checkpoint; any problem is one PanError naming the file."""
+    """Load and validate a checkpoint (pan's torch file or a safetensors export); any problem is
+    one PanError naming the file. `best` is the best validation, or None when none ran (files
+    written before pan kept None there hold a step-0, -inf placeholder instead)."""
     path = Path(path)
-    if is_safetensors(path):
-        state = load_safetensors(path)
-        if task is not None and state["config"].task != task:
-            raise PanError(f"{path} is a {state['config'].task!r} model, not {task!r}")
-        return state
+    state = load_safetensors(path) if is_safetensors(path) else _load_torch_file(path)
+    if task is not None and state["config"].task != task:
+        raise PanError(f"{path} is a {state['config'].task!r} checkpoint, not {task!r}")
+    best = state.get("best")
+    state["best"] = best if isinstance(best, dict) and best.get("step", 0) > 0 else None
+    return state
+
+
+def _load_torch_file(path: Path) -> dict[str, Any]:
     if path.is_dir():
         inside = "latest.pt" if (path / "latest.pt").is_file() else "FILE.pt"
         raise PanError(f"checkpoint {path} is a folder; give the checkpoint file in it (e.g. {path / inside})")
@@ -72,10 +78,7 @@ def load_checkpoint(path: Path, task: str | None = None) -> dict[str, Any]:
     if state["format"] != FORMAT:
         raise PanError(f"{path} has checkpoint format {state['format']}; this pan "
                        f"({__version__}) reads format {FORMAT}")
-    config = RunConfig.from_dict(state["config"])
-    if task is not None and config.task != task:
-        raise PanError(f"{path} is a {config.task!r} checkpoint, not {task!r}")
-    state["config"] = config
+    state["config"] = RunConfig.from_dict(state["config"])
     return state
 
 

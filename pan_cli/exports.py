@@ -41,13 +41,10 @@ def data_fingerprint(sources: Sequence) -> dict[str, Any]:
 
 
 def model_card(state: dict[str, Any]) -> dict[str, Any]:
-    """What an export says of itself. A run that never validated keeps its starting best
-    (step 0, PSNR -inf): that is "none", not a figure (JSON has no -inf)."""
     config = state["config"]
-    best = state.get("best")
     return {"task": config.task, "generator": config.generator, "step": state["step"],
             "pan_version": state.get("pan_version", __version__), "data": state.get("data") or "unknown",
-            "validation": best if best and best.get("step", 0) > 0 else "none"}
+            "validation": state.get("best") or "none"}
 
 
 def format_for(out: Path, fmt: str | None) -> str:

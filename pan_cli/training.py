@@ -138,10 +138,10 @@ def _train(
     dataset.check_sizes()
     run.prepare(options.group.rank)
     models = _build(config, options)
-    start, best = 0, {"step": 0, "psnr": float("-inf")}
+    start, best = 0, None  # no validation yet
     if state is not None:
         models.load_state(state)
-        start, best = state["step"], state.get("best") or best
+        start, best = state["step"], state["best"]
         if start >= config.steps:
             warn(f"the run is already at step {start} of {config.steps}; give a larger --steps to go on")
     elif finetune is not None:
@@ -156,7 +156,7 @@ class _Loop:
     """The steps of one run, each in phases: batch, step, log, sample, validate, checkpoint, stop."""
 
     def __init__(self, config: RunConfig, options: TrainOptions, run: RunDir, models: Models,
-                 validate: Validate | None, best: dict, data: dict, warn: Callable[[str], None]):
+                 validate: Validate | None, best: dict | None, data: dict, warn: Callable[[str], None]):
         self.config, self.options, self.run_dir, self.models = config, options, run, models
         self.validate, self.best, self.data, self.warn = validate, best, data, warn
         self.group = options.group
@@ -220,7 +220,7 @@ class _Loop:
             return False
         means = self.validate(self.config, self.models.inference_net(), self.options.device)
         self.run_dir.log({"step": step, **{f"val_{k}": v for k, v in means.items()}})
-        if means["psnr"] <= self.best["psnr"]:
+        if self.best is not None and means["psnr"] <= self.best["psnr"]:
             return False
         self.best = {"step": step, "psnr": means["psnr"]}
         return True

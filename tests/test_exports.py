@@ -56,7 +56,6 @@ def test_safetensors_export_runs_in_pan_infer_like_the_checkpoint(tmp_path, run_
     assert result.exit_code == 0, result.stderr
     card = json.loads((tmp_path / "hub" / "config.json").read_text(), parse_constant=_no_constants)
     assert card["task"] == "derain" and card["data"]["items"] > 0 and len(card["data"]["sha256"]) == 64
-    assert card["validation"] == "none"  # the run never validated: no "-Infinity" figure
     write_image(tmp_path / "in" / "a.png", crop("coffee"))
     for name, checkpoint in (("ckpt", trained_checkpoint), ("dir", tmp_path / "hub"),
                              ("file", tmp_path / "hub" / "model.safetensors")):
@@ -67,6 +66,22 @@ def test_safetensors_export_runs_in_pan_infer_like_the_checkpoint(tmp_path, run_
     assert torch.equal(read_image(tmp_path / "file" / "a.png"), reference)
     again = run_pan("export", trained_checkpoint, "--format", "safetensors", "-o", tmp_path / "hub")
     assert again.exit_code == 1 and "--overwrite" in again.stderr
+
+
+def test_an_export_of_a_run_that_never_validated_says_so_through_every_format(tmp_path, run_pan,
+                                                                              trained_checkpoint):
+    assert load_checkpoint(trained_checkpoint)["best"] is None  # the run had no validation pairs
+    legacy = torch.load(trained_checkpoint, weights_only=True)  # as pan wrote it before: a placeholder
+    legacy["best"] = {"step": 0, "psnr": float("-inf")}
+    torch.save(legacy, tmp_path / "legacy.pt")
+    chain = [tmp_path / "legacy.pt", tmp_path / "a", tmp_path / "b.pt", tmp_path / "c"]  # torch -> st -> torch -> st
+    for source, target in zip(chain, chain[1:]):
+        done = run_pan("export", source, "-o", target, "--format", "torch" if target.suffix else "safetensors")
+        assert done.exit_code == 0, done.stderr
+    for folder in (tmp_path / "a", tmp_path / "c"):
+        card = json.loads((folder / "config.json").read_text(), parse_constant=_no_constants)
+        assert card["validation"] == "none"  # no "-Infinity" figure, and no crash on the text "none"
+    assert load_checkpoint(tmp_path / "b.pt")["best"] is None
 
 
 def test_a_format_whose_extra_is_missing_is_one_line(tmp_path, run_pan, trained_checkpoint, monkeypatch):
