@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from pan_cli.geometry import Geometry
+from pan_cli.streaming import Chain, Conv, Map, Skip, Stream, add_
 
 
 class _Block(nn.Module):
@@ -49,3 +50,9 @@ class DilatedNet(nn.Module):
         for block in self.blocks:  # not self.blocks(h): its argument would stay alive to the end
             h = block(h)
         return self.last(torch.relu_(h))
+
+    def stream(self) -> Stream:
+        """This network for pan_cli.streaming: band by band, nothing computed twice."""
+        relu = Map(torch.relu_)
+        blocks = [Skip(Chain([Conv(b.conv1), relu, Conv(b.conv2)]), add_) for b in self.blocks]
+        return Chain([Conv(self.head), relu, *blocks, relu, Conv(self.last)])

@@ -7,9 +7,11 @@ Blocks with BatchNorm have no conv bias: BN's shift makes it redundant.
 from __future__ import annotations
 
 import copy
+from functools import partial
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -19,6 +21,7 @@ from pan_cli.errors import PanError
 from pan_cli.fill_unet import FillUNet, WideFillUNet
 from pan_cli.geometry import Geometry
 from pan_cli.prenet import PReNet
+from pan_cli.streaming import Chain, Conv, Map, Skip, Stream, add_, layers
 from pan_cli.unet import SlimUNet, UNet, down, up
 
 
@@ -63,6 +66,28 @@ class IDCGAN(nn.Module):
                 x = x + encoded[self.SKIPS[i]]
             x = torch.relu(x)
         return torch.tanh(self.last(x))
+
+    def stream(self) -> Stream:
+        """This network for pan_cli.streaming. Each skip wraps the layers between its encoder
+        output and the decoder layer it is added to (they nest, innermost last opened)."""
+        sources = set(self.SKIPS.values())
+        leaky = Map(partial(F.leaky_relu, negative_slope=0.2, inplace=True))
+        opened: list[list[Stream]] = []
+        parts: list[Stream] = []
+        for j, block in enumerate(self.encoder):
+            parts.append(layers(block))
+            if j in sources:
+                opened.append(parts)
+                parts = []
+            parts.append(leaky)
+        for i, block in enumerate(self.decoder):
+            parts.append(layers(block))
+            if i in self.SKIPS:
+                body = Chain(parts)
+                parts = opened.pop()
+                parts.append(Skip(body, add_))
+            parts.append(Map(torch.relu_))
+        return Chain([*parts, Conv(self.last), Map(torch.tanh_)])
 
 
 class ContextEncoder(nn.Module):
@@ -122,6 +147,14 @@ class Residual(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x[:, : self.out_channels] + self.net(x)).clamp(-1.0, 1.0)
+
+    def stream(self) -> Stream | None:
+        """The sum and clamp around the network's own stream; None when it has none."""
+        body = self.net.stream() if hasattr(self.net, "stream") else None
+        if body is None:
+            return None
+        channels = self.out_channels
+        return Skip(body, lambda held, out: out.add_(held[:, :channels]).clamp_(-1.0, 1.0))
 
 
 class Composite(nn.Module):

@@ -18,7 +18,8 @@ from pan_cli.inpainting import default_mask, inpaint
 from pan_cli.memory import BOMB_LIMIT, IMAGE_BYTES_PER_PIXEL, activation_bytes_per_pixel, free_bytes
 from pan_cli.memory import max_pixels as memory_max_pixels
 from pan_cli.networks import build_generator, fold_batchnorm, geometry
-from pan_cli.tiling import TilePlan, plan, run_tiled
+from pan_cli.streaming import Stream, band_rows, run_streamed
+from pan_cli.tiling import TilePlan, plan, run_tiled, tile_budget
 
 
 def _region(image: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
@@ -97,15 +98,34 @@ class Predictor:
         return self.net(x.to(self.device).contiguous(memory_format=self.memory_format)).float().cpu()
 
     def _run(self, image: torch.Tensor) -> torch.Tensor:
-        """float [-1, 1] NCHW at the input's own size, whole or in tiles."""
+        """float [-1, 1] NCHW at the input's own size: whole, in bands of rows or in tiles."""
         count, height, width = image.shape[0], *image.shape[-2:]
         padded_h, padded_w = height + (-height) % self.geometry.multiple, width + (-width) % self.geometry.multiple
+        shape = (count, padded_h, padded_w)
         if self.tile == 0 or count * padded_h * padded_w <= self.plan.size**2:
             out = self._forward(_region(image, 0, padded_h, 0, padded_w))
+        elif (stream := self._stream(count, padded_w)) is not None:
+            out = run_streamed(stream, partial(self._band, image), shape, self.config.out_channels)
         else:
-            out = run_tiled(self._forward, partial(_region, image),
-                            (count, padded_h, padded_w), self.config.out_channels, self.plan)
+            out = run_tiled(self._forward, partial(_region, image), shape, self.config.out_channels, self.plan)
         return out[..., :height, :width]
+
+    def _stream(self, count: int, width: int) -> Stream | None:
+        """With --tile auto, a fresh stream of the network (pan_cli.streaming: nothing computed
+        twice) when it has one and a band with its held rows fits the tile budget; else None."""
+        stream = getattr(self.net, "stream", None)
+        if self.tile is not None or stream is None:
+            return None
+        rows = band_rows(width) + 2 * self.geometry.reach  # held rows: at most twice the reach
+        if count * width * rows * self.activation_bytes_per_pixel > tile_budget(free_bytes(self.device)):
+            return None
+        return stream()
+
+    def _band(self, image: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+        """Rows of `image` as the network takes them, in a tensor of their own (a stream may
+        overwrite it)."""
+        band = _region(image, top, bottom, left, right)
+        return band.to(self.device, memory_format=self.memory_format, copy=True)
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:

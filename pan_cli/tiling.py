@@ -41,6 +41,11 @@ def default_overlap(reach: int, multiple: int) -> int:
     return math.ceil((2 * reach + BLEND) / multiple) * multiple
 
 
+def tile_budget(free: int) -> float:
+    """Bytes of activations one pass over part of an image may use: TILE_BUDGET or half the free memory."""
+    return min(TILE_BUDGET, free / 2)
+
+
 def plan(reach: int, multiple: int, bytes_per_pixel: float, free: int, tile: int | None = None,
          overlap: int | None = None) -> TilePlan:
     """The tiles for a generator: `tile` px (None: the largest square whose activations fit
@@ -48,7 +53,7 @@ def plan(reach: int, multiple: int, bytes_per_pixel: float, free: int, tile: int
     the reach, or less when a given overlap leaves no room for it and the ramp. Smaller tiles
     than the budget allows run several to a batch (up to 8)."""
     overlap = default_overlap(reach, multiple) if overlap is None else math.ceil(overlap / multiple) * multiple
-    budget = min(TILE_BUDGET, free / 2)
+    budget = tile_budget(free)
     if tile is None:
         tile = max(int(math.sqrt(budget / bytes_per_pixel)) // multiple * multiple, overlap + multiple)
     elif tile < overlap + multiple:

@@ -1,14 +1,17 @@
-"""Tiled inference equals whole-image inference, for every generator that tiles."""
+"""Tiled inference equals whole-image inference, for every generator that tiles; streamed
+inference (pan_cli.streaming) too, for the generators that stream."""
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from pan_cli.config import RunConfig
 from pan_cli.datasets.images import read_image, write_image
 from pan_cli.datasets.photos import builtin_photo
 from pan_cli.networks import build_generator, fold_batchnorm, geometry
 from pan_cli.predictor import Predictor
+from pan_cli.streaming import Conv, run_streamed
 from pan_cli.tiling import TilePlan, run_tiled, starts
 
 CPU = torch.device("cpu")
@@ -135,3 +138,87 @@ def test_a_tile_smaller_than_the_overlap_is_one_line(tmp_path, run_pan, trained_
     assert result.stderr.strip() == ("pan: error: --tile 30 is too small: tiles overlap by 40 px here, so they need "
                                      "at least 41 px (or give --tile 0 for whole images, or a smaller --tile-overlap)")
     assert not (tmp_path / "out").exists()
+
+
+def _random_net(generator: str, residual: bool) -> tuple[RunConfig, nn.Module]:
+    """A generator whose every layer does something (fresh ones start near silent or at zero)."""
+    config = RunConfig(task="t", generator=generator, image_size=64, residual=residual)
+    torch.manual_seed(0)
+    net = build_generator(config)
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.normal_(module.weight, 0, 1.5 / module.weight[0].numel() ** 0.5)
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 2)
+    return config, net.eval()
+
+
+@pytest.mark.parametrize("generator, residual", [("idcgan", False), ("idcgan", True), ("dilated", True),
+                                                 ("dilated", False)])
+@pytest.mark.parametrize("rows_per_band", [1, 3, 16, 200])  # 1 and 3: fewer than a dilated layer's padding
+def test_streamed_output_equals_whole_image_output(monkeypatch, generator, residual, rows_per_band):
+    config, net = _random_net(generator, residual)
+    net = fold_batchnorm(net)
+    x = torch.rand(2, 3, 97, 61) * 2 - 1
+    monkeypatch.setattr("pan_cli.streaming.BAND_PIXELS", 61 * rows_per_band)
+    reads = []
+
+    def source(top, bottom, left, right):
+        reads.append((top, bottom, left, right))
+        return x[:, :, top:bottom, left:right].clone()
+
+    with torch.inference_mode():
+        whole = net(x)
+        streamed = run_streamed(net.stream(), source, (2, 97, 61), 3)
+    assert whole.std() > 0.3 and (whole - x).abs().mean() > 0.3  # the network does change the image
+    assert (streamed - whole).abs().max() < 1e-5
+    assert reads[0] == (0, min(rows_per_band, 97), 0, 61) and len(reads) == -(-97 // rows_per_band)
+
+
+def test_only_stride_1_same_convolutions_stream():
+    for conv in (nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.Conv2d(3, 8, 3, padding=0),
+                 nn.Conv2d(3, 8, 3, padding=1, padding_mode="reflect")):
+        with pytest.raises(ValueError, match="only stride-1, zero-padded 'same' convolutions stream"):
+            Conv(conv)
+    assert Conv(nn.Conv2d(3, 8, 3, padding=4, dilation=4)).pad == 4
+    assert build_generator(RunConfig(task="t", generator="unet-slim", image_size=64, residual=True)).stream() is None
+
+
+def test_auto_streams_a_large_image_band_by_band_and_falls_back_to_tiles_when_a_band_is_too_wide(monkeypatch):
+    """--tile auto on an image larger than a tile: a generator that streams reads full-width
+    bands and never tiles; when a band and its held rows would not fit the budget, it tiles."""
+    import pan_cli.predictor as predictor_module
+
+    config, net = _random_net("dilated", True)
+    image = ((_photo((330, 301), 3)[0] + 1) * 127.5).round().to(torch.uint8)
+    whole = Predictor(config, net, CPU, tile=0).predict(image)
+    monkeypatch.setattr("pan_cli.streaming.BAND_PIXELS", 301 * 8)
+    region, tiled = predictor_module._region, predictor_module.run_tiled
+    reads, tilings = [], []
+    monkeypatch.setattr(predictor_module, "_region", lambda img, *box: reads.append(box) or region(img, *box))
+    monkeypatch.setattr(predictor_module, "run_tiled", lambda *args: tilings.append(1) or tiled(*args))
+    # 576 bytes per pixel: a 228 px tile, and 301 x (8 + 124) x 576 = 22.9 MB for a band and its held rows
+    monkeypatch.setattr("pan_cli.tiling.TILE_BUDGET", 30e6)
+    streamed = Predictor(config, net, CPU).predict(image)
+    assert not tilings and len(reads) == -(-330 // 8) and all(box[2:] == (0, 301) for box in reads)
+    assert ((streamed.int() - whole.int()).abs() <= 1).float().mean() >= 0.999
+    monkeypatch.setattr("pan_cli.streaming.BAND_PIXELS", 301 * 200)  # 301 x (200 + 124) x 576 = 56 MB
+    reads.clear()
+    tiled_out = Predictor(config, net, CPU).predict(image)
+    assert tilings and all(right - left <= 228 for _, _, left, right in reads)
+    assert ((tiled_out.int() - whole.int()).abs() <= 1).float().mean() >= 0.999
+
+
+def test_infer_tile_auto_streams_to_the_whole_image_result(
+        tmp_path, monkeypatch, run_pan, trained_checkpoint):
+    monkeypatch.setattr("pan_cli.tiling.TILE_BUDGET", 30e6)
+    monkeypatch.setattr("pan_cli.streaming.BAND_PIXELS", 170 * 8)
+    monkeypatch.setattr("pan_cli.predictor.run_tiled", lambda *args: pytest.fail("tiled, not streamed"))
+    write_image(tmp_path / "in" / "a.png", builtin_photo("chelsea")[:, :300, :170])
+    for tile in ("0", "auto"):
+        result = run_pan("infer", tmp_path / "in", "--task", "derain", "--checkpoint", trained_checkpoint,
+                         "--tile", tile, "-o", tmp_path / f"out{tile}", "-q")
+        assert result.exit_code == 0, result.stderr
+    whole, streamed = read_image(tmp_path / "out0" / "a.png"), read_image(tmp_path / "outauto" / "a.png")
+    assert ((whole.int() - streamed.int()).abs() <= 1).float().mean() >= 0.999
