@@ -106,7 +106,8 @@ def tile_options(command):
                                 "equals whole-image output (twice the model's reach, plus a blend).")(command)
     return click.option("--tile", type=TileSize(), default="auto", show_default=True,
                         help="Run large images in N x N tiles, blended without seams (bounded memory). "
-                             "auto: the tile size from the memory free on the device; 0: whole images.")(command)
+                             "auto: bands of rows for models that stream, else tiles sized from the memory "
+                             "free on the device; 0: whole images.")(command)
 
 
 def usage_config(task: str, **settings) -> RunConfig:

@@ -36,9 +36,10 @@ class Predictor:
     """T from a checkpoint (its EMA weights when the run kept them), in eval mode: BatchNorm
     uses its running statistics, folded into the convolutions. `net` itself is not changed.
 
-    `tile`: None picks the tile side from the memory free on the device (and runs an image
-    whole when it fits in one tile), 0 always runs whole images, N uses N x N tiles; `overlap`
-    defaults to what makes tiled output equal whole-image output (tiling.default_overlap)."""
+    `tile`: None runs an image whole when it fits in one tile (its side from the memory free on
+    the device), else streams it by bands of rows when the generator can (pan_cli.streaming),
+    else tiles it; 0 always runs whole images, N uses N x N tiles; `overlap` defaults to what
+    makes tiled output equal whole-image output (tiling.default_overlap)."""
 
     def __init__(self, config: RunConfig, net: nn.Module, device: torch.device, tile: int | None = None,
                  overlap: int | None = None):
