@@ -165,9 +165,20 @@ def add_(held: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return out.add_(held)
 
 
+POINTWISE = (nn.Identity, nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.Tanh, nn.Sigmoid, nn.BatchNorm2d)
+
+
 def layers(modules: nn.Sequential) -> Chain:
     """A Sequential of convolutions and pointwise layers (BatchNorm in eval mode included)."""
-    return Chain([Conv(m) if isinstance(m, nn.Conv2d) else Map(m) for m in modules])
+    parts: list[Stream] = []
+    for module in modules:
+        if isinstance(module, nn.Conv2d):
+            parts.append(Conv(module))
+        elif isinstance(module, POINTWISE) and not (isinstance(module, nn.BatchNorm2d) and module.training):
+            parts.append(Map(module))
+        else:
+            raise ValueError(f"cannot stream {module}: not a convolution or a pointwise layer in eval mode")
+    return Chain(parts)
 
 
 def band_rows(width: int) -> int:

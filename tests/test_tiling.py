@@ -11,7 +11,7 @@ from pan_cli.datasets.images import read_image, write_image
 from pan_cli.datasets.photos import builtin_photo
 from pan_cli.networks import build_generator, fold_batchnorm, geometry
 from pan_cli.predictor import Predictor
-from pan_cli.streaming import Conv, run_streamed
+from pan_cli.streaming import Conv, layers, run_streamed
 from pan_cli.tiling import TilePlan, run_tiled, starts
 
 CPU = torch.device("cpu")
@@ -176,12 +176,16 @@ def test_streamed_output_equals_whole_image_output(monkeypatch, generator, resid
     assert reads[0] == (0, min(rows_per_band, 97), 0, 61) and len(reads) == -(-97 // rows_per_band)
 
 
-def test_only_stride_1_same_convolutions_stream():
+def test_only_stride_1_same_convolutions_and_pointwise_layers_stream():
     for conv in (nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.Conv2d(3, 8, 3, padding=0),
                  nn.Conv2d(3, 8, 3, padding=1, padding_mode="reflect")):
         with pytest.raises(ValueError, match="only stride-1, zero-padded 'same' convolutions stream"):
             Conv(conv)
     assert Conv(nn.Conv2d(3, 8, 3, padding=4, dilation=4)).pad == 4
+    for module in (nn.MaxPool2d(3, 1, 1), nn.BatchNorm2d(8).train()):
+        with pytest.raises(ValueError, match="not a convolution or a pointwise layer in eval mode"):
+            layers(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), module))
+    assert len(layers(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8).eval(), nn.ReLU())).parts) == 3
     assert build_generator(RunConfig(task="t", generator="unet-slim", image_size=64, residual=True)).stream() is None
 
 
