@@ -11,8 +11,9 @@ import torch
 from skimage.restoration import inpaint_biharmonic
 
 from pan_cli.baselines import biharmonic_fill, mean_colour_fill
-from pan_cli.datasets.holes import HOLE_KINDS, centre_mask, make_hole, random_mask
-from pan_cli.inpainting import fill_scale
+from pan_cli.datasets.holes import HOLE_KINDS, centre_mask, fill, make_hole, random_mask
+from pan_cli.inpainting import _fill_at_scale, fill_scales, inpaint
+from pan_cli.predictor import Predictor
 from tests.conftest import crop
 
 
@@ -36,12 +37,34 @@ def test_half_hole_is_a_centre_square_of_half_the_shorter_side():
     assert (rows.min().item(), rows.max().item(), cols.min().item(), cols.max().item()) == (35, 64, 15, 44)
 
 
-def test_fill_scale_brings_the_thickest_part_of_a_hole_to_0_3_of_the_crop():
+def test_fill_scales_bring_the_thickest_part_of_a_hole_to_0_28_to_0_32_of_the_crop():
     big = centre_mask(512, 512, 0.5)  # a 256 square: inscribed radius 128
-    assert fill_scale(big, 128) == pytest.approx(0.3 * 128 / 128, rel=0.02)
+    assert fill_scales(big, 128) == pytest.approx([0.28, 0.29, 0.30, 0.31, 0.32], rel=0.02)
+    assert fill_scales(big, 256) == pytest.approx([0.56, 0.58, 0.60, 0.62, 0.64], rel=0.02)
     thin = torch.zeros(2000, 3000, dtype=torch.bool)
-    thin[:, 1000:1010] = True  # a 10 px brush stroke across a large photo: filled at full resolution
-    assert fill_scale(thin, 128) == 1.0
+    thin[:, 1000:1010] = True  # a 10 px brush stroke across a large photo: filled at full resolution, once
+    assert fill_scales(thin, 128) == [1.0]
+
+
+@pytest.mark.parametrize("hole", ["large", "thin"])
+def test_a_mirrored_photo_gets_the_mirrored_fill(trained_inpaint_unet, hole):
+    """Each fill averages the image's and its mirror image's, so mirroring the photo mirrors the
+    fill, though the network alone does not (large: five shrunk scales; thin: full resolution)."""
+    model = Predictor.from_checkpoint(trained_inpaint_unet, "inpaint", torch.device("cpu"))
+    image = crop("astronaut", 150, 190)
+    mask = torch.zeros(150, 190, dtype=torch.bool)
+    if hole == "large":
+        mask[20:120, 30:150] = True
+    else:
+        mask[40:46, 10:120] = True
+    assert len(fill_scales(mask, model.config.image_size)) == (5 if hole == "large" else 1)
+    filled = inpaint(model, image, mask)
+    mirrored = inpaint(model, image.flip(-1), mask.flip(-1)).flip(-1)
+    assert torch.equal(filled[:, ~mask], image[:, ~mask])
+    assert (filled.int() - mirrored.int()).abs().max() <= 1
+    one_way = _fill_at_scale(model, fill(image, mask), mask, 1.0)
+    other_way = _fill_at_scale(model, fill(image, mask).flip(-1), mask.flip(-1), 1.0).flip(-1)
+    assert (one_way - other_way)[:, mask].abs().max() * 127.5 > 2  # the network alone is not symmetric
 
 
 def test_mean_colour_fill_uses_the_known_pixels_only():
