@@ -4,7 +4,8 @@ A fully convolutional T (a `unet` with a mask channel) takes the whole image at 
 scale it was trained for: it learned to fill holes whose thickest part (the radius of the
 largest disc inside the hole) is a fraction of its training crop (FILL_RADII), so an image
 whose hole is thicker is filled at a smaller scale where it is not, and the fill is resized back
-(a thin stroke on a large photo is filled at full resolution). The
+(a thin stroke on a large photo is filled at full resolution); every fill is the mean of
+several passes (_fill_averaged: five nearby scales, each also mirrored). The
 Context-Encoder T takes exactly a 128x128 context and predicts its 64x64 centre, so each
 connected hole region gets its own context window: a square around the region, scaled so
 the region fits the 56x56 inner square the network was trained to fill, resized to 128,
