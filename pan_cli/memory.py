@@ -85,6 +85,11 @@ BOMB_LIMIT = 89_478_485
 # the decoded image, the output and its blend weights, the mask: all an image costs when it is
 # tiled (or cut into windows, for the context encoder), whatever the model
 IMAGE_BYTES_PER_PIXEL = 32
+# and beyond those, filling holes with a fully convolutional T (inpainting._fill_averaged): the
+# mean-colour fill and its mirror image, a pass's float prediction and the float sum of the
+# passes; a 12 MP photo with a 20 px stroke peaked at 84 bytes per pixel over the tile's
+# activations and the interpreter (59 with the single pass the fill used to make)
+FILL_BYTES_PER_PIXEL = 56
 
 
 def max_pixels(bytes_per_pixel: float, device: torch.device) -> int:

@@ -15,7 +15,13 @@ from pan_cli.config import RunConfig
 from pan_cli.datasets.images import to_float, to_uint8
 from pan_cli.errors import PanError
 from pan_cli.inpainting import default_mask, inpaint
-from pan_cli.memory import BOMB_LIMIT, IMAGE_BYTES_PER_PIXEL, activation_bytes_per_pixel, free_bytes
+from pan_cli.memory import (
+    BOMB_LIMIT,
+    FILL_BYTES_PER_PIXEL,
+    IMAGE_BYTES_PER_PIXEL,
+    activation_bytes_per_pixel,
+    free_bytes,
+)
 from pan_cli.memory import max_pixels as memory_max_pixels
 from pan_cli.networks import build_generator, fold_batchnorm, geometry
 from pan_cli.streaming import Stream, band_rows, run_streamed
@@ -79,10 +85,12 @@ class Predictor:
 
     def bytes_per_pixel(self) -> float:
         """Memory an image costs per pixel: its own copies when it is tiled (or cut into
-        windows, for the context encoder), else every activation of a whole-image pass."""
-        if not self.geometry.any_size or self.tile != 0:
+        windows, for the context encoder), else every activation of a whole-image pass; and
+        a fully convolutional inpainting model's fill buffers on top."""
+        if not self.geometry.any_size:
             return IMAGE_BYTES_PER_PIXEL
-        return self.activation_bytes_per_pixel
+        fill = FILL_BYTES_PER_PIXEL if self.inpaints else 0
+        return fill + (IMAGE_BYTES_PER_PIXEL if self.tile != 0 else self.activation_bytes_per_pixel)
 
     def max_pixels(self) -> int:
         """The default --max-pixels: what the memory free now allows this model, at most

@@ -21,3 +21,19 @@ def test_max_pixels_is_free_memory_over_bytes_per_pixel(monkeypatch):
     monkeypatch.setattr(memory, "free_bytes", lambda device: 10 * 2**30)
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
     assert max_pixels(activation_bytes_per_pixel(net, 3), torch.device("cpu")) == int(10 * 2**30 * memory.HEADROOM / 64)
+
+
+def test_an_inpainting_model_budgets_its_fill_buffers_too(monkeypatch, trained_inpaint_unet, trained_checkpoint):
+    """A tiled image costs its own copies (32 bytes per pixel); filling holes adds the
+    mean-colour fill, its mirror image and the float sum of the averaged passes (56 more)."""
+    import pan_cli.memory as memory
+    from pan_cli.predictor import Predictor
+
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 4 * 2**30)
+    cpu = torch.device("cpu")
+    inpaint = Predictor.from_checkpoint(trained_inpaint_unet, "inpaint", cpu)
+    derain = Predictor.from_checkpoint(trained_checkpoint, "derain", cpu)
+    assert (inpaint.bytes_per_pixel(), derain.bytes_per_pixel()) == (88, 32)
+    assert inpaint.max_pixels() == int(4 * 2**30 * memory.HEADROOM / 88) < derain.max_pixels()
+    whole = Predictor(inpaint.config, inpaint.net, cpu, tile=0)
+    assert whole.bytes_per_pixel() == whole.activation_bytes_per_pixel + 56
