@@ -113,13 +113,19 @@ def test_inpainting_tiles_too_and_keeps_every_known_pixel(trained_inpaint_unet):
     assert ((tiled.int() - whole.int()).abs() <= 1).float().mean() >= 0.999
 
 
-def test_infer_tile_option_gives_the_whole_image_result(tmp_path, run_pan, trained_checkpoint):
-    write_image(tmp_path / "in" / "a.png", builtin_photo("chelsea")[:, :150, :170])
-    for tile in ("0", "48"):
-        result = run_pan("infer", tmp_path / "in", "--task", "derain", "--checkpoint", trained_checkpoint,
-                         "--tile", tile, "-o", tmp_path / f"out{tile}", "-q")
+def _infer_whole_and(tile, tmp_path, run_pan, checkpoint, photo):
+    """`pan infer` of one photo with --tile 0 and with `tile`: both outputs (uint8)."""
+    write_image(tmp_path / "in" / "a.png", photo)
+    for option in ("0", tile):
+        result = run_pan("infer", tmp_path / "in", "--task", "derain", "--checkpoint", checkpoint,
+                         "--tile", option, "-o", tmp_path / f"out{option}", "-q")
         assert result.exit_code == 0, result.stderr
-    whole, tiled = read_image(tmp_path / "out0" / "a.png"), read_image(tmp_path / "out48" / "a.png")
+    return read_image(tmp_path / "out0" / "a.png"), read_image(tmp_path / f"out{tile}" / "a.png")
+
+
+def test_infer_tile_option_gives_the_whole_image_result(tmp_path, run_pan, trained_checkpoint):
+    photo = builtin_photo("chelsea")[:, :150, :170]
+    whole, tiled = _infer_whole_and("48", tmp_path, run_pan, trained_checkpoint, photo)
     assert ((whole.int() - tiled.int()).abs() <= 1).float().mean() >= 0.999
 
 
@@ -214,15 +220,16 @@ def test_auto_streams_a_large_image_band_by_band_and_falls_back_to_tiles_when_a_
     assert ((tiled_out.int() - whole.int()).abs() <= 1).float().mean() >= 0.999
 
 
-def test_infer_tile_auto_streams_to_the_whole_image_result(
-        tmp_path, monkeypatch, run_pan, trained_checkpoint):
-    monkeypatch.setattr("pan_cli.tiling.TILE_BUDGET", 30e6)
+def test_infer_tile_auto_streams_to_the_whole_image_result(tmp_path, monkeypatch, run_pan, trained_checkpoint):
+    import pan_cli.predictor as predictor_module
+
+    streamed_runs = []
+    run_streamed_ = predictor_module.run_streamed
+    monkeypatch.setattr("pan_cli.tiling.TILE_BUDGET", 30e6)  # idcgan: 125 px tiles, so the photo must be cut
     monkeypatch.setattr("pan_cli.streaming.BAND_PIXELS", 170 * 8)
-    monkeypatch.setattr("pan_cli.predictor.run_tiled", lambda *args: pytest.fail("tiled, not streamed"))
-    write_image(tmp_path / "in" / "a.png", builtin_photo("chelsea")[:, :300, :170])
-    for tile in ("0", "auto"):
-        result = run_pan("infer", tmp_path / "in", "--task", "derain", "--checkpoint", trained_checkpoint,
-                         "--tile", tile, "-o", tmp_path / f"out{tile}", "-q")
-        assert result.exit_code == 0, result.stderr
-    whole, streamed = read_image(tmp_path / "out0" / "a.png"), read_image(tmp_path / "outauto" / "a.png")
+    monkeypatch.setattr(predictor_module, "run_tiled", lambda *args: pytest.fail("tiled, not streamed"))
+    monkeypatch.setattr(predictor_module, "run_streamed", lambda *args: streamed_runs.append(1) or run_streamed_(*args))
+    whole, streamed = _infer_whole_and("auto", tmp_path, run_pan, trained_checkpoint,
+                                       builtin_photo("chelsea")[:, :300, :170])
+    assert streamed_runs == [1]
     assert ((whole.int() - streamed.int()).abs() <= 1).float().mean() >= 0.999
