@@ -80,12 +80,13 @@ def _fill_averaged(model: Generator, filled: torch.Tensor, mask: torch.Tensor) -
     """The mean of the fills at each of fill_scales, of the image and of its mirror image.
     `filled` has its hole pixels set to the mean colour already, so nothing of what was there
     can leak into a downscaled image."""
-    total, passes = torch.zeros(filled.shape, dtype=torch.float32), 0
-    for scale in fill_scales(mask, model.config.image_size):
+    scales = fill_scales(mask, model.config.image_size)
+    mirrored, mirrored_mask = filled.flip(-1), mask.flip(-1)
+    total = torch.zeros(filled.shape, dtype=torch.float32)
+    for scale in scales:
         total += _fill_at_scale(model, filled, mask, scale)
-        total += _fill_at_scale(model, filled.flip(-1), mask.flip(-1), scale).flip(-1)
-        passes += 2
-    return to_uint8(total / passes)
+        total += _fill_at_scale(model, mirrored, mirrored_mask, scale).flip(-1)
+    return to_uint8(total / (2 * len(scales)))
 
 
 def _fill_at_scale(model: Generator, filled: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:

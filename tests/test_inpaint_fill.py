@@ -49,7 +49,8 @@ def test_fill_scales_bring_the_thickest_part_of_a_hole_to_0_28_to_0_32_of_the_cr
 @pytest.mark.parametrize("hole", ["large", "thin"])
 def test_a_mirrored_photo_gets_the_mirrored_fill(trained_inpaint_unet, hole):
     """Each fill averages the image's and its mirror image's, so mirroring the photo mirrors the
-    fill, though the network alone does not (large: five shrunk scales; thin: full resolution)."""
+    fill within a level, though a single pass at any of its scales misses that by more (large:
+    five shrunk scales; thin: full resolution)."""
     model = Predictor.from_checkpoint(trained_inpaint_unet, "inpaint", torch.device("cpu"))
     image = crop("astronaut", 150, 190)
     mask = torch.zeros(150, 190, dtype=torch.bool)
@@ -62,9 +63,10 @@ def test_a_mirrored_photo_gets_the_mirrored_fill(trained_inpaint_unet, hole):
     mirrored = inpaint(model, image.flip(-1), mask.flip(-1)).flip(-1)
     assert torch.equal(filled[:, ~mask], image[:, ~mask])
     assert (filled.int() - mirrored.int()).abs().max() <= 1
-    one_way = _fill_at_scale(model, fill(image, mask), mask, 1.0)
-    other_way = _fill_at_scale(model, fill(image, mask).flip(-1), mask.flip(-1), 1.0).flip(-1)
-    assert (one_way - other_way)[:, mask].abs().max() * 127.5 > 2  # the network alone is not symmetric
+    for scale in fill_scales(mask, model.config.image_size):  # one pass alone misses that bound
+        one_way = _fill_at_scale(model, fill(image, mask), mask, scale)
+        other_way = _fill_at_scale(model, fill(image, mask).flip(-1), mask.flip(-1), scale).flip(-1)
+        assert (one_way - other_way)[:, mask].abs().max() * 127.5 > 1.5
 
 
 def test_mean_colour_fill_uses_the_known_pixels_only():
