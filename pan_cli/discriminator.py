@@ -4,6 +4,7 @@ layers tapped for the perceptual loss. Layer table from the paper and the author
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import NamedTuple
 
 import torch
@@ -57,10 +58,27 @@ class Discriminator(nn.Module):
         hidden = []
         h = image
         for index, layer in enumerate(self.layers, start=1):
-            h = layer(h)
+            if min(h.shape[-2:]) < 2:  # a 1-px-wide map (small crops): in fp32, see _fp32
+                with _fp32(h):
+                    h = layer(h.float())
+            else:
+                h = layer(h)
             if index in D_TAPS:
                 hidden.append(h)
-        return DOutput(self.fc(h.flatten(1)).squeeze(1), tuple(hidden))
+        with _fp32(h):  # the logit in fp32 under autocast: the GAN terms are taken from it
+            logits = self.fc(h.flatten(1).float()).squeeze(1)
+        return DOutput(logits, tuple(hidden))
+
+
+def _fp32(h: torch.Tensor) -> AbstractContextManager:
+    """Autocast off, for the layers that must run in fp32. oneDNN's bf16 convolution (on CPUs
+    with AMX, which --precision auto picks bf16 on) returns a garbage weight gradient, up to
+    1e37 or NaN in about half the calls, for a stride-2 layer whose input is 1 px wide: D's
+    last layers on crops of 16 px or less. Measured against fp32 (tests/test_precision.py);
+    the maps are 1x1, so fp32 costs nothing there."""
+    if h.device.type not in ("cpu", "cuda"):  # "meta" (the size checks) has no autocast to turn off
+        return nullcontext()
+    return torch.autocast(h.device.type, enabled=False)
 
 
 def build_discriminator(config: RunConfig) -> Discriminator:

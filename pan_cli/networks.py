@@ -168,7 +168,9 @@ class Composite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mask = x[:, self.out_channels:]
-        return torch.lerp(x[:, : self.out_channels], self.net(x), mask)
+        # in fp32: under bf16 autocast the network's output is bf16, and a blend in bf16 would
+        # also round the known pixels it must pass through unchanged
+        return torch.lerp(x[:, : self.out_channels].float(), self.net(x).float(), mask.float())
 
 
 def geometry(generator: str) -> Geometry:
