@@ -37,7 +37,7 @@ bench: install
 # The pretrained models that ship in the package, trained by `pan train` itself:
 #   make weights PHOTOS=DIR [RAIN_VAL=PAIRS] [THREADS=1] [GPU_DEVICE=cuda WORKERS=14]
 # PHOTOS is a folder of clean photos (the shipped models used the 351 photos listed in the
-# README's model cards); files whose names start with HOLD_OUT are never trained on and score
+# model cards in docs/models); files whose names start with HOLD_OUT are never trained on and score
 # the models instead. RAIN_VAL (optional) is a folder of real rainy/clean pairs (input/ +
 # target/) that scores the derain model while it trains (every 5th pair) and at the end (all): validation only.
 W := build/weights
@@ -66,7 +66,7 @@ $(W)/photos: $(VENV)/.installed
 	@echo "training photos: $$(ls $(W)/photos | wc -l); held out: $$(ls $(W)/held-out | wc -l)"
 
 # derain: the dilated residual T (a 125 px view), PAN objective with a half-width D, mixed rain
-# (light, heavy, photoshop); the shipped model is the run's step 2252 (README, derain card)
+# (light, heavy, photoshop); the shipped model is the run's step 2252 (docs/models/derain.md)
 weights-derain: $(W)/photos
 	rm -rf $(W)/derain $(W)/rain-val
 	# validation while training: every 5th pair of RAIN_VAL (scoring all of them each time costs too much)
@@ -125,7 +125,7 @@ figures: $(W)/photos
 	$(BIN)/python tools/figures.py $(RAIN_VAL) $(W)/held-out
 
 # Does bf16 autocast train as well as fp32? Same recipe and steps, two seeds each, scored on
-# RAIN_VAL in Y as papers do (README, "Precision"): make bf16-check PHOTOS=DIR RAIN_VAL=PAIRS
+# RAIN_VAL in Y as papers do (docs/benchmarks.md, "Precision"): make bf16-check PHOTOS=DIR RAIN_VAL=PAIRS
 BF16_STEPS ?= 200
 bf16-check: $(W)/photos
 	@test -n "$(RAIN_VAL)" || { echo "give RAIN_VAL=PAIRS: real rainy/clean pairs to score" >&2; exit 2; }

@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pan_cli.datasets.images import ImageReadError
+from pan_cli.datasets.images import ImageReadError, several_frames
 from pan_cli.datasets.layout import Layout, Pair, detect_layout, find_pairs, missing_partners, pair_files
 from pan_cli.datasets.paired import crop_problem, load_pair
 from pan_cli.errors import PanError
@@ -30,6 +30,7 @@ class Report:
     layout: Layout
     splits: list[SplitReport] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # read, but not all of it (pages of a TIFF)
 
     def lines(self) -> list[str]:
         out = [f"layout: {self.layout.describe()}"]
@@ -38,7 +39,7 @@ class Report:
             shown = ", ".join(f"{w}x{h}" for w, h in sizes[:4]) + (f" and {len(sizes) - 4} more" if len(sizes) > 4
                                                                      else "")
             out.append(f"{split.name or 'pairs'}: {split.pairs} usable pairs; sizes {shown or 'none'}")
-        out += [f"problem: {p}" for p in self.problems]
+        out += [f"note: {n}" for n in self.notes] + [f"problem: {p}" for p in self.problems]
         out.append(f"{len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}")
         return out
 
@@ -61,6 +62,8 @@ def _check_split(layout: Layout, split: str, report: Report, min_size: int) -> s
     except PanError as exc:  # an empty split, two files with one name
         report.problems.append(str(exc))
         return set()
+    if note := several_frames(p for pair in pairs for p in (pair.a, pair.b) if p is not None):
+        report.notes.append(note)
     for pair in pairs:
         try:
             a, _ = load_pair(pair, "AtoB")

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 import torch.nn.functional as F
 
-from pan_cli.datasets.images import read_image, to_float
+from pan_cli.datasets.images import decode_image, read_image, to_float
 
 MEAN_FILL = (117, 104, 123)  # Context-Encoder's dataset mean colour (0-255)
 CONTEXT, PATCH, INNER = 128, 64, 56  # context window, predicted centre patch, blanked inner square
@@ -27,8 +28,20 @@ def fill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def read_mask(path: Path, max_pixels: int | None = None) -> torch.Tensor:
-    """A mask file as a bool HxW tensor: True (to fill) where the grey value is over 127."""
-    return read_image(path, 1, max_pixels)[0] > 127
+    """A mask file as a bool HxW tensor: True (to fill) where the grey value is over 127 and,
+    in a file with transparency, the pixel is opaque (a stroke painted on a transparent layer
+    marks the hole; the transparent rest is not one, whatever colour it holds)."""
+    return _hole(read_image(path, 2, max_pixels))
+
+
+def decode_mask(source: BinaryIO, name: str, max_pixels: int | None = None) -> torch.Tensor:
+    """read_mask for an upload in memory (`pan serve`)."""
+    return _hole(decode_image(source, name, 2, max_pixels))
+
+
+def _hole(grey_alpha: torch.Tensor) -> torch.Tensor:
+    grey, alpha = grey_alpha
+    return (grey > 127) & (alpha > 127)
 
 
 def centre_mask(height: int, width: int, fraction: float = INNER / CONTEXT) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Callable, Sequence
+from typing import BinaryIO, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -76,8 +76,19 @@ def _to_uint8(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"))
 
 
-def read_image(path: Path, channels: int = 3, max_pixels: int | None = None) -> torch.Tensor:
-    """Read `path` as a uint8 CHW tensor with `channels` (1 or 3) channels.
+def _ids(image: Image.Image, name: str) -> np.ndarray:
+    """Class ids as stored, 8- or 16-bit: scaling 16-bit ids to 8 bits would make them all 0."""
+    if image.mode not in ("L", "P", "I;16", "I;16B", "I;16L", "I"):
+        raise ImageReadError(f"{name}: a label id map must be one channel of whole numbers, not mode {image.mode}")
+    array = np.asarray(image, dtype=np.int64)
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise ImageReadError(f"{name}: class id {int(array.max())} is over 255")
+    return array.astype(np.uint8)
+
+
+def read_image(path: Path, channels: int = 3, max_pixels: int | None = None, ids: bool = False) -> torch.Tensor:
+    """Read `path` as a uint8 CHW tensor with `channels` (1, 2: grey and alpha, or 3) channels.
+    `ids`: the values are class ids, kept as they are (a 16-bit file is not scaled to 8 bits).
 
     Raises ImageReadError naming the file for a missing, empty, non-image, truncated or
     too-large file."""
@@ -85,20 +96,22 @@ def read_image(path: Path, channels: int = 3, max_pixels: int | None = None) -> 
     try:
         if path.is_dir():
             raise ImageReadError(f"{path}: a folder, not an image file")
+        if not path.exists():
+            raise ImageReadError(f"{path}: no such file")
         if not path.is_file():
             raise ImageReadError(f"{path}: not a regular file (a pipe or device); pan reads image files")
         if path.stat().st_size == 0:
             raise ImageReadError(f"{path}: empty file (0 bytes)")
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
-    return decode_image(path, str(path), channels, max_pixels)
+    return decode_image(path, str(path), channels, max_pixels, ids)
 
 
 def decode_image(source: Path | BinaryIO, name: str, channels: int = 3,
-                 max_pixels: int | None = None) -> torch.Tensor:
+                 max_pixels: int | None = None, ids: bool = False) -> torch.Tensor:
     """Decode a file or an in-memory upload (`pan serve`) as read_image does; errors name `name`."""
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, not {channels}")
+    if channels not in (1, 2, 3):
+        raise ValueError(f"channels must be 1, 2 or 3, not {channels}")
     try:
         with warnings.catch_warnings():  # entered before open(): Pillow warns while opening
             # with our own limit the caller has decided what is too large; without one, Pillow's
@@ -113,7 +126,13 @@ def decode_image(source: Path | BinaryIO, name: str, channels: int = 3,
             image.load()
             image = ImageOps.exif_transpose(image)
             high_bit = image.mode in ("I;16", "I;16B", "I;16L", "I", "F")
-            if channels == 1:
+            if ids:
+                array = _ids(image, name)[..., None]
+            elif channels == 2:  # grey and alpha (a mask painted on a transparent layer)
+                grey = _to_uint8(image) if high_bit else np.asarray(image.convert("L"))
+                alpha = np.asarray(image.getchannel("A")) if "A" in image.getbands() else np.full_like(grey, 255)
+                array = np.stack([grey, alpha], axis=2)
+            elif channels == 1:
                 array = _to_uint8(image)[..., None]
             elif channels == 3 and high_bit:
                 array = np.repeat(_to_uint8(image)[..., None], 3, axis=2)
@@ -132,18 +151,27 @@ def decode_image(source: Path | BinaryIO, name: str, channels: int = 3,
     return torch.from_numpy(np.array(array, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
 
-MULTI_FRAME = (".tif", ".tiff", ".webp")  # formats that may hold several pages or frames
-
-
 def frame_count(path: Path) -> int:
-    """Pages (TIFF) or frames (animated WebP) in the file, from its headers; 1 when unreadable."""
-    if Path(path).suffix.lower() not in MULTI_FRAME:
+    """Pages (TIFF) or frames (GIF, animated PNG or WebP), whatever the file's name says, from its
+    headers; 1 when unreadable or not a regular file (opening a FIFO would wait for a writer)."""
+    if not Path(path).is_file():
         return 1
     try:
         with Image.open(path) as image:
             return int(getattr(image, "n_frames", 1))
     except Exception:  # noqa: BLE001 - the decoder reports a bad file properly later
         return 1
+
+
+def several_frames(paths: Iterable[Path]) -> str | None:
+    """A note for files among `paths` that hold several pages or frames (only the first is
+    read), or None: a 3-page TIFF trained on as one image should not pass silently."""
+    found = [(path, pages) for path in paths if (pages := frame_count(path)) > 1]
+    if not found:
+        return None
+    path, pages = found[0]
+    more = f" and {len(found) - 1} more such files" if len(found) > 1 else ""
+    return f"{path} holds {pages} pages or frames{more}; only the first of each is read"
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -172,8 +200,9 @@ def to_float(image: torch.Tensor) -> torch.Tensor:
     return image.float().div(127.5).sub(1.0)
 
 
-def write_image(path: Path, image: torch.Tensor, fmt: str | None = None) -> None:
-    """Write a uint8 CHW tensor (1 or 3 channels) atomically; format from `fmt` or the suffix."""
+def write_image(path: Path, image: torch.Tensor, fmt: str | None = None, overwrite: bool = True) -> None:
+    """Write a uint8 CHW tensor (1 or 3 channels) atomically; format from `fmt` or the suffix.
+    overwrite=False: a PanError if `path` exists, even if another process wrote it meanwhile."""
     path = Path(path)
     fmt = fmt or path.suffix.lower().lstrip(".").replace("jpeg", "jpg")
     if fmt not in WRITE_FORMATS:
@@ -181,7 +210,7 @@ def write_image(path: Path, image: torch.Tensor, fmt: str | None = None) -> None
     array = image.permute(1, 2, 0).cpu().numpy()
     pil = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
     options = {"quality": 95} if fmt == "jpg" else {}
-    atomic_write(path, lambda handle: pil.save(handle, format=WRITE_FORMATS[fmt], **options))
+    atomic_write(path, lambda handle: pil.save(handle, format=WRITE_FORMATS[fmt], **options), overwrite)
 
 
 def write_grid(path: Path, tiles: Sequence[torch.Tensor], columns: int) -> torch.Tensor:

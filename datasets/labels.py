@@ -46,7 +46,7 @@ def colourize(ids: torch.Tensor) -> torch.Tensor:
 def read_input(path: Path, channels: int = 3, max_pixels: int | None = None) -> torch.Tensor:
     """read_image, except that a Cityscapes `*_labelIds.png` becomes its colour label map."""
     if is_label_ids(path):
-        return colourize(read_image(path, 1, max_pixels))
+        return colourize(read_image(path, 1, max_pixels, ids=True))
     return read_image(path, channels, max_pixels)
 
 

@@ -9,6 +9,7 @@ added or the split fractions change.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,6 +24,7 @@ from pan_cli.datasets.layout import SPLITS
 from pan_cli.datasets.photos import HELD_OUT_PHOTOS, MORE_PHOTOS, TRAIN_PHOTOS, builtin_photo
 from pan_cli.datasets.rain import Rain, RainModel
 from pan_cli.errors import PanError
+from pan_cli.files import OUTPUT_MARK
 
 BUILTIN = "builtin"  # --from builtin: the photos in scikit-image's wheel
 MAKERS = ("derain", "inpaint", "sketch2photo")
@@ -40,15 +42,17 @@ class Made:
     photos: dict[str, int] = field(default_factory=dict)  # split -> source photos
 
 
-def photo_sources(origin: str | Path) -> list[Source]:
-    """The photos in a folder (recursively), or the built-in ones for `builtin`."""
+def photo_sources(origin: str | Path, avoid: Path | None = None) -> list[Source]:
+    """The photos in a folder (recursively), or the built-in ones for `builtin`. The search never
+    enters `avoid` (the dataset being made) nor a folder pan made (marked with OUTPUT_MARK)."""
     if str(origin) == BUILTIN:
         names = TRAIN_PHOTOS + MORE_PHOTOS + HELD_OUT_PHOTOS
         return [Source(n, lambda n=n: builtin_photo(n)) for n in sorted(names)]
     folder = Path(origin)
     if not folder.is_dir():
         raise PanError(f"--from {folder}: not a folder (give a folder of photos, or `{BUILTIN}`)")
-    paths = list_images(folder)
+    skip = (lambda d: d.resolve() == Path(avoid).resolve() or (d / OUTPUT_MARK).exists()) if avoid else None
+    paths = list_images(folder, skip_dir=skip or (lambda d: (d / OUTPUT_MARK).exists()))
     if not paths:
         raise PanError(f"--from {folder}: no images in it")
     return [Source(p.relative_to(folder).with_suffix("").as_posix(), lambda p=p: read_image(p, 3)) for p in paths]
@@ -60,7 +64,8 @@ def parse_split(text: str) -> tuple[float, ...]:
         fractions = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise PanError(f"--split {text!r}: give fractions for train,val,test such as 0.8,0.1,0.1") from None
-    if not 1 <= len(fractions) <= 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+    if not 1 <= len(fractions) <= 3 or not all(math.isfinite(f) and f >= 0 for f in fractions) \
+            or not abs(sum(fractions) - 1) <= 1e-6:
         raise PanError(f"--split {text!r}: one to three non-negative fractions (train,val,test) adding up to 1")
     return fractions
 
@@ -106,6 +111,8 @@ def make_dataset(task: str, sources: Sequence[Source], out: Path, fractions: Seq
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise PanError(f"{out} is not empty; choose a new folder for the dataset")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / OUTPUT_MARK).touch()  # never read back as photos by a later `pan data make --from`
     by_name = {s.name: s for s in sources}
     splits = assign(sorted(by_name), fractions, seed) if len(fractions) > 1 else {"": sorted(by_name)}
     rain = rain or RainModel()

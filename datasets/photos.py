@@ -12,6 +12,8 @@ import torch
 
 from pan_cli.datasets.images import write_image
 from pan_cli.datasets.rain import RainModel
+from pan_cli.errors import PanError
+from pan_cli.files import check_replaceable
 
 TRAIN_PHOTOS = ("astronaut", "rocket", "stereo_motorcycle", "hubble_deep_field", "immunohistochemistry")
 HELD_OUT_PHOTOS = ("chelsea", "coffee")
@@ -31,11 +33,15 @@ def builtin_photo(name: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1).contiguous()
 
 
-def write_photos(folder: Path, photos: Sequence[str]) -> list[Path]:
-    """The named built-in photos as PNG files in `folder`; returns their paths."""
+def write_photos(folder: Path, photos: Sequence[str], overwrite: bool = False) -> list[Path]:
+    """The named built-in photos as PNG files in `folder`; returns their paths. Without
+    `overwrite`, a file of the same name is refused before anything is written."""
     paths = [Path(folder) / f"{name}.png" for name in photos]
+    for path in paths if not overwrite else ():
+        if check_replaceable(path):
+            raise PanError(f"{path} exists; give --overwrite to replace it")
     for name, path in zip(photos, paths):
-        write_image(path, builtin_photo(name))
+        write_image(path, builtin_photo(name), overwrite=overwrite)
     return paths
 
 

@@ -7,9 +7,10 @@ and a file from a stranger cannot run code.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
-import zipfile
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +21,8 @@ from pan_cli.config import RunConfig
 from pan_cli.errors import PanError
 from pan_cli.exports import is_safetensors, load_safetensors
 from pan_cli.files import atomic_write
+from pan_cli.networks import GENERATORS
+from pan_cli.tasks import TASKS
 
 FORMAT = 1
 REQUIRED = ("format", "config", "step", "T")
@@ -30,7 +33,10 @@ PRETRAINED = {task: Path(__file__).parent / "weights" / f"{task}.pt" for task in
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write `state` atomically: an interruption leaves the previous file intact."""
     state = {"format": FORMAT, "pan_version": __version__, **state}
-    atomic_write(Path(path), lambda handle: torch.save(state, handle))
+    try:
+        atomic_write(Path(path), lambda handle: torch.save(state, handle))
+    except RuntimeError as exc:  # torch's zip writer reports a failed write (a full disk) so
+        raise OSError(errno.EIO, f"the write failed ({str(exc).splitlines()[0]})", str(path)) from None
 
 
 def link_latest(step_file: Path, latest: Path) -> None:
@@ -50,11 +56,12 @@ def load_checkpoint(path: Path, task: str | None = None) -> dict[str, Any]:
     one PanError naming the file. `best` is the best validation, or None when none ran (files
     written before pan kept None there hold a step-0, -inf placeholder instead)."""
     path = Path(path)
-    state = load_safetensors(path) if is_safetensors(path) else _load_torch_file(path)
+    state = validate_state(path, load_safetensors(path)) if is_safetensors(path) else _load_torch_file(path)
     if task is not None and state["config"].task != task:
         raise PanError(f"{path} is a {state['config'].task!r} checkpoint, not {task!r}")
     best = state.get("best")
-    state["best"] = best if isinstance(best, dict) and best.get("step", 0) > 0 else None
+    step = best.get("step") if isinstance(best, dict) else None
+    state["best"] = best if isinstance(step, int) and step > 0 else None
     return state
 
 
@@ -62,45 +69,108 @@ def _load_torch_file(path: Path) -> dict[str, Any]:
     if path.is_dir():
         inside = "latest.pt" if (path / "latest.pt").is_file() else "FILE.pt"
         raise PanError(f"checkpoint {path} is a folder; give the checkpoint file in it (e.g. {path / inside})")
+    if str(path) == "shipped" and not path.exists():  # as --finetune takes it: here the file is wanted
+        raise PanError("`shipped` is a name --finetune takes (it knows the task); here give the file: "
+                       + " or ".join(str(p) for p in PRETRAINED.values()))
     if not path.is_file():
-        raise PanError(f"checkpoint {path} does not exist")
+        raise PanError(f"checkpoint {path} does not exist" if not path.exists() else
+                       f"checkpoint {path} is not a regular file (a pipe or device)")
+    if (kind := other_kind(path)) is not None:
+        raise PanError(f"{path} is {kind}, not a pan checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         reason = str(exc).splitlines()[0] if "weights_only" not in str(exc) else (
             "it holds Python objects other than tensors and plain values, refused for safety")
         raise PanError(f"{path} is not a loadable pan checkpoint: {reason}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any parser failure on an untrusted file
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PanError(f"{path} is not a pan checkpoint (truncated or another file type: {first})") from None
+        raise PanError(f"{path} is not a pan checkpoint (truncated or another file type: {first:.120})") from None
+    return validate_state(path, state)
+
+
+# The first bytes of files people give as a checkpoint by mistake, for a message that says so.
+MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
+         b"<": "a text or HTML file", b"{": "a JSON file"}
+
+
+def other_kind(path: Path) -> str | None:
+    """What `path` is, when it is plainly not a torch file: an image, text, HTML, an ONNX export."""
+    if path.suffix.lower() == ".onnx":
+        return "an ONNX export (run it with onnxruntime; pan runs its torch and safetensors files)"
+    with open(path, "rb") as handle:
+        head = handle.read(16).lstrip()
+    return next((kind for magic, kind in MAGIC.items() if head.startswith(magic)), None)
+
+
+def _field(path: Path, name: str, value: Any, ok: bool, want: str) -> None:
+    if not ok:
+        raise PanError(f"{path}: field {name!r} must be {want}, not {type(value).__name__} {value!r:.40}")
+
+
+def _weights(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+
+
+def validate_state(path: Path, state: Any) -> dict[str, Any]:
+    """Every field a checkpoint (or export) holds, checked for type and range before anything is
+    built from it: the file is untrusted input. One PanError naming the file and the field."""
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED):
-        raise PanError(f"{path} is a torch file but not a pan checkpoint (no config/weights)")
+        missing = [key for key in REQUIRED if key not in state] if isinstance(state, dict) else list(REQUIRED)
+        raise PanError(f"{path} is a torch file but not a pan checkpoint (no {', '.join(missing)})")
     if state["format"] != FORMAT:
-        raise PanError(f"{path} has checkpoint format {state['format']}; this pan "
+        raise PanError(f"{path} has checkpoint format {state['format']!r:.20}; this pan "
                        f"({__version__}) reads format {FORMAT}")
-    state["config"] = RunConfig.from_dict(state["config"])
+    step = state["step"]
+    _field(path, "step", step, isinstance(step, int) and not isinstance(step, bool) and 0 <= step < 10**12,
+           "a whole number of steps")
+    _field(path, "config", state["config"], isinstance(state["config"], (dict, RunConfig)), "a table of settings")
+    for name in ("T", "T_ema", "D"):
+        if name == "T" or state.get(name) is not None:
+            _field(path, name, state.get(name), _weights(state.get(name)), "a table of weight tensors")
+    for name in ("best", "data"):
+        value = state.get(name)
+        _field(path, name, value, value is None or isinstance(value, (dict, str)), "a table")
+    try:
+        config = state["config"] if isinstance(state["config"], RunConfig) else RunConfig.from_dict(state["config"])
+    except PanError as exc:
+        raise PanError(f"{path}: {exc}") from None
+    if config.task not in TASKS:
+        raise PanError(f"{path}: field 'task' is {config.task!r:.40}, not one of {', '.join(TASKS)}")
+    if config.generator not in GENERATORS:
+        raise PanError(f"{path}: field 'generator' is {config.generator!r:.40}, not one of {', '.join(GENERATORS)}")
+    state["config"] = config
     return state
 
 
+STEP_NAME = re.compile(r"step-(\d{1,18})(\.[a-z]+)")  # what a run writes; step-final.pt, step-3.bak.pt are not
+
+
 def step_of(path: Path) -> int:
-    return int(path.stem.split("-", 1)[1])
+    return int(STEP_NAME.fullmatch(path.name).group(1))
+
+
+def step_files(folder: Path, suffix: str = ".pt") -> list[Path]:
+    """A run's step-N files (checkpoints, or sample grids), newest first; files that merely look
+    alike (step-final.pt, step-3.bak.pt) are ignored."""
+    found = [p for p in folder.glob(f"step-*{suffix}") if (m := STEP_NAME.fullmatch(p.name)) and m.group(2) == suffix]
+    return sorted(found, key=step_of, reverse=True)
 
 
 def run_checkpoints(run_dir: Path) -> list[Path]:
     """latest.pt first, then step-N.pt files from newest to oldest."""
-    steps = sorted(run_dir.glob("step-*.pt"), key=step_of, reverse=True)
+    steps = step_files(run_dir)
     latest = run_dir / "latest.pt"
     return ([latest] if latest.exists() else []) + steps
 
 
-RUN_MARKERS = ("config.json", "metrics.jsonl", "latest.pt")
+RUN_MARKERS = ("metrics.jsonl", "latest.pt", ".lock")  # (config.json alone: a safetensors export has one too)
 
 
-def is_run_checkpoint_name(path: Path) -> bool:
-    """Whether `path` is one of the names a run directory's trainer owns (latest.pt, best.pt,
-    step-N.pt) inside a folder that holds a run."""
-    owned = path.name in ("latest.pt", "best.pt") or (path.name.startswith("step-") and path.suffix == ".pt")
-    return owned and any((path.parent / marker).exists() for marker in RUN_MARKERS)
+def in_run_dir(path: Path) -> bool:
+    """Whether `path` is inside a folder that holds a run: every name there is the trainer's
+    (its checkpoints, metrics.jsonl, config.json, samples), so nothing else writes there."""
+    return any((path.parent / marker).exists() for marker in RUN_MARKERS)
 
 
 def load_training_checkpoint(path: Path, task: str | None = None) -> dict[str, Any]:
@@ -120,7 +190,7 @@ def newest_valid(run_dir: Path, task: str, warn: Callable[[str], None]) -> dict[
         try:
             state = load_training_checkpoint(path)
         except PanError as exc:
-            warn(f"skipping {exc}")
+            warn(f"warning: skipping {exc}")
             continue
         if state["config"].task != task:
             raise PanError(f"{path} is a {state['config'].task!r} checkpoint, not {task!r}; "
@@ -138,11 +208,11 @@ def default_checkpoint(task: str, warn: Callable[[str], None]) -> Path:
     if own.exists() or shipped is None or not shipped.exists():
         return own
     warn(f"no run of your own at {own}; using the pretrained {task} model that ships with pan "
-         f"({shipped.name}; see README: model card)")
+         f"({shipped.name}; see docs/models/{task}.md)")
     return shipped
 
 
-def export_weights(source: Path, target: Path, half: bool = False) -> dict[str, Any]:
+def export_weights(state: dict[str, Any], target: Path, half: bool = False) -> dict[str, Any]:
     """Write only what inference needs from a training checkpoint: the config and T's weights
     (its EMA when the run kept one). About 1/60 of a PAN checkpoint: no D, no Adam moments.
     Resuming training from it is not possible; `pan infer` takes it like any checkpoint.
@@ -150,7 +220,6 @@ def export_weights(source: Path, target: Path, half: bool = False) -> dict[str, 
     `half` stores the floating-point weights as float16, half the file; loading copies them into
     the float32 network, so inference runs in float32 on exactly the stored values. Without it
     they are stored as float32 (a half export exported again keeps its values, not its dtype)."""
-    state = load_checkpoint(source)
     weights = state["T_ema"] if state.get("T_ema") is not None else state["T"]
     dtype = torch.float16 if half else torch.float32
     weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}

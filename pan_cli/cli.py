@@ -14,7 +14,7 @@ from pan_cli.commands.model import export_command, infer_command
 from pan_cli.commands.score import compare_command, eval_command, report_command
 from pan_cli.commands.serve import serve_command
 from pan_cli.commands.train import tasks_command, train_command
-from pan_cli.errors import BadSetting, PanError
+from pan_cli.errors import PanError, RunFailure
 from pan_cli.training import EXIT_INTERRUPTED, Interrupted
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a Unix tool killed by it: the reader closed the pipe
@@ -46,10 +46,10 @@ class PanGroup(click.Group):
             raise Failure(str(exc), EXIT_INTERRUPTED) from None
         except KeyboardInterrupt:  # a second Ctrl-C: stop now; every file write is atomic
             raise Failure("interrupted", EXIT_INTERRUPTED) from None
-        except BadSetting as exc:
+        except RunFailure as exc:  # the run failed for a reason outside its input
+            raise Failure(str(exc), 1) from None
+        except PanError as exc:  # a refused input or setting
             raise Failure(str(exc), 2) from None
-        except PanError as exc:
-            raise Failure(str(exc)) from None
         except OSError as exc:  # a file system refusal (permissions, disk, ...) is the user's to fix
             where = f"{exc.filename}: " if exc.filename else ""
             raise Failure(f"{where}{exc.strerror or exc}") from None

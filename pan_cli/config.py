@@ -7,6 +7,7 @@ and inference rebuilds the networks from it. Nothing else carries configuration 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,27 @@ RAIN_PRESETS = ("mixed", "light", "heavy", "photoshop")  # datasets/rain.py's PR
 GAN_FORMS = ("saturating", "non-saturating")
 SYNTHESIZERS = ("", "rain", "holes")
 RANGES = ("rain_density", "rain_length", "rain_angle", "rain_intensity")
+# What each rain range may span: a streak longer than 1000 px is a kernel of a million pixels
+RANGE_BOUNDS = {"rain_density": (0.0, 0.5), "rain_length": (0.0, 1000.0), "rain_angle": (-90.0, 90.0),
+                "rain_intensity": (0.0, 1.0)}
 TUPLES = ("lambdas", "betas", *RANGES)
+FLOATS = ("margin", "lambda_pix", "real_label", "lr", "ema", "d_width")
+
+
+# Bounds on sizes and counts, so that no setting (from the command line or a checkpoint) can
+# ask for an absurd allocation before anything else is checked.
+MAX_SIDE = 8192  # a training crop or load size beyond this is a typo, not a plan
+BOUNDS = {"image_size": (1, MAX_SIDE), "load_size": (0, MAX_SIDE), "in_channels": (1, 64), "out_channels": (1, 4),
+          "batch_size": (1, 65536), "steps": (1, 10**12), "lr_decay": (0, 10**12), "seed": (0, 2**63 - 1),
+          "lr": (0.0, 10.0), "margin": (0.0, 1e6), "lambda_pix": (0.0, 1e6), "real_label": (0.0, 1.0)}
+FIELD_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple[float, ...]": tuple,
+               "tuple[float, float]": tuple}
+FIELD_NAMES = {int: "a whole number", float: "a finite number", str: "a string", bool: "true or false",
+               tuple: "a list of finite numbers"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -66,6 +87,14 @@ class RunConfig:
     finetuned_from: str = ""
 
     def __post_init__(self) -> None:
+        self._check_types()
+        for name, (low, high) in BOUNDS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise PanError(f"--{name.replace('_', '-')} {value} is outside {low}..{high}")
+        if 0 < self.load_size < self.image_size and not self.zoom:
+            raise PanError(f"--load-size {self.load_size} is below --image-size {self.image_size}: the photo is "
+                           "resized to the load size before a crop is taken (give 0 to crop at its own scale)")
         if self.objective not in OBJECTIVES:
             raise PanError(f"unknown objective {self.objective!r}; choose one of {tuple(OBJECTIVES)}")
         if self.pixel_loss not in PIXEL_LOSSES:
@@ -95,6 +124,24 @@ class RunConfig:
             low, high = getattr(self, name)
             if low > high:
                 raise PanError(f"--{name.replace('_', '-')}: LOW {low:g} is above HIGH {high:g}")
+            least, most = RANGE_BOUNDS[name]
+            if low < least or high > most:
+                raise PanError(f"--{name.replace('_', '-')} {low:g},{high:g}: both must be within {least:g}..{most:g}")
+
+    def _check_types(self) -> None:
+        """Every field of the type it is declared with (a checkpoint is untrusted input: a string
+        where a number belongs must not reach a network's constructor); numbers finite."""
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), FIELD_TYPES[f.type]
+            if kind is tuple:
+                good = isinstance(value, tuple) and all(_is_number(v) for v in value) and (
+                    len(value) == 2 or f.type != "tuple[float, float]")
+            elif kind is float:
+                good = _is_number(value)
+            else:
+                good = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+            if not good:
+                raise PanError(f"setting {f.name!r} must be {FIELD_NAMES[kind]}, not {value!r:.60}")
 
     @property
     def loss(self) -> Objective:
@@ -124,9 +171,15 @@ class RunConfig:
         if values.get("synthesize") == "rain":
             values.setdefault("rain", "light")  # checkpoints from before the presets: the streaks alone
         for key in TUPLES:
-            if key in values:
-                values[key] = tuple(float(v) for v in values[key])
-        return cls(**values)
+            if isinstance(values.get(key), (list, tuple)):
+                values[key] = tuple(values[key])
+        for key in FLOATS:  # JSON and old checkpoints may hold 1 for 1.0
+            if isinstance(values.get(key), int) and not isinstance(values[key], bool):
+                values[key] = float(values[key])
+        try:
+            return cls(**values)
+        except TypeError as exc:  # a required setting missing
+            raise PanError(f"config is incomplete ({exc})") from None
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)

@@ -27,7 +27,7 @@ def pick_device(name: str) -> torch.device:
 
 def fast_bf16(device: torch.device) -> bool:
     """Whether bf16 autocast is faster than fp32 here. On the CPU only AMX makes it so: with
-    AVX-512 BF16 alone a PAN step took 1.4x as long in bf16 (README, "Precision")."""
+    AVX-512 BF16 alone a PAN step took 1.4x as long in bf16 (docs/benchmarks.md, "Precision")."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":

@@ -1,6 +1,6 @@
 """PAN's discriminator D: nine 3x3 convolutions and one logit per image, with four hidden
 layers tapped for the perceptual loss. Layer table from the paper and the authors' code
-(README: The method, as implemented)."""
+(docs/method.md)."""
 
 from __future__ import annotations
 

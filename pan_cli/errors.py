@@ -16,5 +16,6 @@ class PanError(Exception):
         super().__init__(message)
 
 
-class BadSetting(PanError):
-    """A value the run's configuration refuses (a usage error: exit 2, still one line)."""
+class RunFailure(PanError):
+    """A run that failed for a reason outside its input (a full disk, a busy port, a loss that
+    went non-finite): exit 1, where a refused input exits 2."""

@@ -20,7 +20,10 @@ from pan_cli.datasets.images import read_image, write_image
 from pan_cli.datasets.layout import Pair, images_by_name
 from pan_cli.datasets.paired import load_pair
 from pan_cli.errors import PanError
+from pan_cli.files import check_replaceable
 from pan_cli.inpainting import default_mask
+from pan_cli.memory import BOMB_LIMIT, SCORE_BYTES_PER_PIXEL
+from pan_cli.memory import max_pixels as memory_max_pixels
 from pan_cli.metrics import Settings, hole_scores, score
 from pan_cli.predictor import Predictor
 
@@ -53,12 +56,15 @@ def _check_size(a: torch.Tensor, a_path: Path, b: torch.Tensor, b_path: Path) ->
 
 
 def score_files(items: Iterable[tuple[str, Path, Path]], settings: Settings,
-                masks: Path | None = None) -> Iterator[Row]:
+                masks: Path | None = None, max_pixels: int | None = None) -> Iterator[Row]:
     """Score each prediction against its reference; with `masks` (a folder of images with the
-    same names, white = hole) also inside the hole."""
+    same names, white = hole) also inside the hole. An image over `max_pixels` (default: what the
+    memory free now lets the metrics take) is refused before it is scored."""
     by_name = images_by_name(masks) if masks is not None else {}
+    if max_pixels is None:
+        max_pixels = min(BOMB_LIMIT, memory_max_pixels(SCORE_BYTES_PER_PIXEL, torch.device("cpu")))
     for name, pred_path, ref_path in items:
-        pred, ref = read_image(pred_path), read_image(ref_path)
+        pred, ref = read_image(pred_path, 3, max_pixels), read_image(ref_path, 3, max_pixels)
         _check_size(pred, pred_path, ref, ref_path)
         mask = mask_path = None
         if masks is not None:
@@ -84,8 +90,25 @@ def _scores(ref_path: Path, reference: torch.Tensor, output: torch.Tensor, setti
     return scores
 
 
+def check_save_folder(save: Path, pairs: Sequence[Pair], overwrite: bool) -> None:
+    """Before anything runs: --save never writes into a folder that holds the dataset's own
+    files (its inputs, targets or masks), and never over an existing file without --overwrite."""
+    save_resolved = save.resolve()
+    for pair in pairs:
+        for source in (pair.a, pair.b):
+            if source is not None and source.resolve().parent == save_resolved:
+                raise PanError(f"--save {save} holds the dataset's own files ({source}); outputs never go "
+                               "there: choose another folder")
+        output = save / f"{pair.name}.png"
+        if check_replaceable(output) and not overwrite:
+            raise PanError(f"--save: {output} exists; give --overwrite to replace it")
+    masks = _masks_beside(pairs)
+    if masks and next(iter(masks.values())).resolve().parent == save_resolved:
+        raise PanError(f"--save {save} is the dataset's masks/ folder; choose another folder")
+
+
 def score_model(predictor: Predictor, pairs: Sequence[Pair], settings: Settings,
-                save: Path | None = None, baselines: bool = False) -> Iterator[Row]:
+                save: Path | None = None, baselines: bool = False, overwrite: bool = False) -> Iterator[Row]:
     """Run the model on each pair's input and score the 8-bit output (what a saved PNG holds).
     An inpainting model fills the holes in masks/ beside A/ (as `pan data make inpaint` writes
     them), else the centre hole, and is also scored inside the hole; with `baselines`, the
@@ -103,7 +126,7 @@ def score_model(predictor: Predictor, pairs: Sequence[Pair], settings: Settings,
             _check_size(mask[None], masks.get(pair.name, pair.a), x, pair.a)
         output = predictor.predict(x, mask)
         if save is not None:
-            write_image(save / f"{pair.name}.png", output)
+            write_image(save / f"{pair.name}.png", output, overwrite=overwrite)
         where = masks.get(pair.name, pair.a) if holes else None
         yield Row(pair.name, _scores(pair.b or pair.a, y, output, settings, mask, where))
         for method, fill_hole in (BASELINES.items() if holes and baselines else ()):

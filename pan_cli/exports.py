@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,10 +19,10 @@ from torch import nn
 
 from pan_cli import __version__
 from pan_cli.config import RunConfig
-from pan_cli.errors import PanError
+from pan_cli.errors import PanError, RunFailure
 from pan_cli.files import atomic_write
 from pan_cli.geometry import Geometry
-from pan_cli.networks import build_generator, fold_batchnorm, geometry
+from pan_cli.networks import build_generator, fold_batchnorm, geometry, load_weights
 
 FORMATS = ("torch", "onnx", "safetensors")
 WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
@@ -57,7 +58,7 @@ def format_for(out: Path, fmt: str | None) -> str:
 def inference_net(state: dict[str, Any]) -> nn.Module:
     """T with the weights inference uses (EMA when kept), BatchNorm folded, in eval mode."""
     net = build_generator(state["config"])
-    net.load_state_dict(state["T_ema"] if state.get("T_ema") is not None else state["T"])
+    load_weights(net, state["T_ema"] if state.get("T_ema") is not None else state["T"], "the weights")
     return fold_batchnorm(net).eval()
 
 
@@ -78,7 +79,7 @@ def _require(module: str, extra: str):
     try:
         return __import__(module)
     except ImportError:
-        raise PanError(f"this export needs {module}: pip install 'pan[{extra}]'") from None
+        raise RunFailure(f"this export needs {module}: pip install 'pan[{extra}]'") from None
 
 
 def export_onnx(state: dict[str, Any], path: Path) -> None:
@@ -89,7 +90,7 @@ def export_onnx(state: dict[str, Any], path: Path) -> None:
     side = max(shape.multiple, 64) if shape.any_size else config.image_size
     example = torch.zeros(1, config.in_channels, side, side)
     axes = {0: "batch", 2: "height", 3: "width"} if shape.any_size else {0: "batch"}
-    tmp = path.with_name(f".{path.name}.export")
+    tmp = path.with_name(f".pan-{uuid.uuid4().hex[:12]}.export")  # short: any -o name fits beside it
     try:
         torch.onnx.export(net, (example,), str(tmp), input_names=["image"], output_names=["output"],
                           dynamic_axes={"image": axes, "output": axes}, opset_version=17, dynamo=False)
@@ -129,8 +130,10 @@ def load_safetensors(path: Path) -> dict[str, Any]:
     try:
         card = json.loads((folder / CONFIG_NAME).read_text())
         weights = load_file(str(weights_path))
-    except (OSError, ValueError) as exc:
-        raise PanError(f"{path}: not a pan safetensors export ({exc})") from None
-    config = RunConfig.from_dict(card["config"])
-    return {"format": 1, "config": config, "step": card["step"], "T": weights, "T_ema": None, "exported": True,
-            "best": card.get("validation"), "data": card.get("data"), "path": path}
+    except Exception as exc:  # noqa: BLE001 - OSError, JSON or safetensors' own error on untrusted bytes
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PanError(f"{path}: not a pan safetensors export ({first:.120})") from None
+    if not isinstance(card, dict):
+        raise PanError(f"{folder / CONFIG_NAME}: not a pan model card (a {type(card).__name__}, not a table)")
+    return {"format": 1, "config": card.get("config"), "step": card.get("step"), "T": weights, "T_ema": None,
+            "exported": True, "best": card.get("validation"), "data": card.get("data"), "path": path}

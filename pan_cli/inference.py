@@ -49,6 +49,8 @@ class _Decode(Dataset):
         if mask.shape != image.shape[1:]:
             return index, (f"{job.mask} is {mask.shape[1]}x{mask.shape[0]} but its image {job.source} is "
                            f"{image.shape[2]}x{image.shape[1]}")
+        if not mask.any():  # an unchanged copy written as if filled would say nothing was wrong
+            return index, f"{job.mask}: the mask marks no pixel (white, opaque = fill), so there is no hole to fill"
         return index, (image, mask)
 
 
@@ -96,13 +98,15 @@ def run_inference(
     max_pixels: int | None = None,
     on_written: Callable[[Path], None] = lambda path: None,
     on_failed: Callable[[str], None] = lambda message: None,
+    summary: Summary | None = None,
 ) -> Summary:
-    """Run every job; call on_written(path) for each output as it lands."""
+    """Run every job; call on_written(path) for each output as it lands. Adds to `summary` when
+    given (one summary over several calls)."""
     if not overwrite:
         for job in jobs:
             if job.output.exists():
                 raise PanError(f"output {job.output} already exists (use --overwrite to replace it)")
-    summary, began = Summary(), time.perf_counter()
+    summary, began = summary or Summary(), time.perf_counter()
     holes = predictor.inpaints
     loader = DataLoader(
         _Decode(jobs, min(predictor.config.in_channels, 3), max_pixels, holes),
@@ -112,7 +116,14 @@ def run_inference(
     )
 
     def write(index: int, image: torch.Tensor) -> None:
-        write_image(jobs[index].output, image)
+        try:  # without --overwrite an output that appeared meanwhile (another pan infer) is kept
+            write_image(jobs[index].output, image, overwrite=overwrite)
+        except PanError as exc:
+            if on_error == "fail":
+                raise
+            summary.failed.append(str(exc))
+            on_failed(str(exc))
+            return
         summary.written.append(jobs[index].output)
         on_written(jobs[index].output)
 
@@ -152,5 +163,5 @@ def run_inference(
                 continue
             for index, image in zip(indices, results):
                 write(index, to_uint8(image))
-    summary.seconds = time.perf_counter() - began
+    summary.seconds += time.perf_counter() - began
     return summary

@@ -90,6 +90,9 @@ IMAGE_BYTES_PER_PIXEL = 32
 # passes; a 12 MP photo with a 20 px stroke peaked at 84 bytes per pixel over the tile's
 # activations and the interpreter (59 with the single pass the fill used to make)
 FILL_BYTES_PER_PIXEL = 56
+# scoring a pair (pan eval --pred/--ref): PSNR, SSIM, UQI and VIF in float64 over both images;
+# numpy alone peaked at 160 bytes per pixel for a 1 MP pair, the process at about 270
+SCORE_BYTES_PER_PIXEL = 280
 
 
 def max_pixels(bytes_per_pixel: float, device: torch.device) -> int:

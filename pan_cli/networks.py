@@ -1,6 +1,6 @@
 """The PAN generators T (the discriminator D is in pan_cli.discriminator).
 
-Layer tables follow the paper and the authors' Theano code (README: The method, as implemented).
+Layer tables follow the paper and the authors' Theano code (docs/method.md).
 Blocks with BatchNorm have no conv bias: BN's shift makes it redundant.
 """
 
@@ -229,6 +229,22 @@ def build_generator(config: RunConfig) -> nn.Module:
     # has to learn the correction, and step 0 already scores the input's PSNR.
     _zero(net.last)
     return Residual(net, config.out_channels)
+
+
+def load_weights(net: nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
+    """net.load_state_dict(weights), or one PanError line saying how they differ (torch's own
+    message lists every tensor: fifty lines for a model of another width)."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [k for k in own if k in weights and weights[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = [f"{len(found)} {kind} (e.g. {found[0]}{example})" for found, kind, example in (
+            (shapes, "of another shape", f": {tuple(weights[shapes[0]].shape)} here, {tuple(own[shapes[0]].shape)} "
+                                         "expected" if shapes else ""),
+            (missing, "missing", ""), (unexpected, "unexpected", "")) if found]
+        raise PanError(f"{what} does not fit: {'; '.join(parts)} of {len(own)} tensors")
+    net.load_state_dict(weights)
 
 
 def _zero(layer: nn.Module) -> None:

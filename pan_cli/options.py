@@ -7,17 +7,12 @@ import math
 import click
 import torch
 
-from pan_cli.config import RAIN_PRESETS, RunConfig
-from pan_cli.errors import BadSetting, PanError
-from pan_cli.tasks import make_config
+from pan_cli.config import MAX_SIDE, RAIN_PRESETS, RunConfig
 
 
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
-
-
-MAX_SIDE = 8192  # a training crop or load size beyond this is a typo, not a plan
 
 
 class Finite(click.FloatRange):
@@ -108,12 +103,3 @@ def tile_options(command):
                         help="Run large images in N x N tiles, blended without seams (bounded memory). "
                              "auto: bands of rows for models that stream, else tiles sized from the memory "
                              "free on the device; 0: whole images.")(command)
-
-
-def usage_config(task: str, **settings) -> RunConfig:
-    """make_config for a command line: a setting the config refuses (RunConfig checks every
-    value, once) is a usage error, exit 2, like a malformed option, in one line."""
-    try:
-        return make_config(task, **settings)
-    except PanError as exc:
-        raise BadSetting(str(exc)) from None

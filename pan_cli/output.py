@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from pan_cli.errors import PanError
+from pan_cli.errors import RunFailure
 
 
 def emit(text: str, end: str = "\n") -> None:
@@ -19,4 +19,4 @@ def emit(text: str, end: str = "\n") -> None:
     except BrokenPipeError:
         raise
     except OSError as exc:
-        raise PanError(f"cannot write to stdout: {exc.strerror or exc}") from None
+        raise RunFailure(f"cannot write to stdout: {exc.strerror or exc}") from None

@@ -1,4 +1,4 @@
-"""A de-raining generator of the PReNet kind, measured beside `idcgan` (README, derain card)."""
+"""A de-raining generator of the PReNet kind, measured beside `idcgan` (docs/models/derain.md)."""
 
 from __future__ import annotations
 

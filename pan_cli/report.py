@@ -9,8 +9,8 @@ import html
 import json
 from pathlib import Path
 
-from pan_cli.checkpoint import step_of
-from pan_cli.errors import PanError
+from pan_cli.checkpoint import step_files
+from pan_cli.errors import PanError, RunFailure
 from pan_cli.files import atomic_write
 
 PANELS = (
@@ -38,7 +38,7 @@ def plot(records: list[dict], path: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise PanError("pan report needs matplotlib: pip install 'pan[report]'") from None
+        raise RunFailure("pan report needs matplotlib: pip install 'pan[report]'") from None
     panels = [(title, [k for k in keys if any(k in r for r in records)]) for title, keys in PANELS]
     panels = [(title, keys) for title, keys in panels if keys]
     figure, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), sharex=True, squeeze=False)
@@ -62,7 +62,7 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
         raise PanError(f"{run_dir / 'metrics.jsonl'} is empty: nothing logged yet")
     png, page = run_dir / "report.png", run_dir / "report.html"
     plot(records, png)
-    samples = sorted((run_dir / "samples").glob("step-*.png"), key=step_of)
+    samples = step_files(run_dir / "samples", ".png")[::-1]
     config = (run_dir / "config.json").read_text() if (run_dir / "config.json").exists() else "{}"
     val = [r for r in records if "val_psnr" in r]
     best = max(val, key=lambda r: r["val_psnr"]) if val else None

@@ -16,11 +16,12 @@ from pan_cli.checkpoint import (
     newest_valid,
     run_checkpoints,
     save_checkpoint,
+    step_files,
     step_of,
 )
 from pan_cli.config import RunConfig
 from pan_cli.datasets.images import to_uint8, write_grid
-from pan_cli.errors import PanError
+from pan_cli.errors import PanError, RunFailure
 from pan_cli.files import atomic_write
 
 
@@ -28,16 +29,26 @@ def trim_metrics(path: Path, last_step: int) -> None:
     """On resume, drop log lines written after the checkpoint we resume from."""
     if not path.exists():
         return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line).get("step", 0) <= last_step]
+    kept = [line for line in path.read_text(errors="replace").splitlines() if _step(line) <= last_step]
     atomic_write(path, lambda handle: handle.write(("\n".join(kept) + "\n" if kept else "").encode()))
+
+
+def _step(line: str) -> float:
+    """A metrics line's step; a line that is not a record (cut short by a crash, or damaged)
+    counts as after every step, so trimming drops it."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return float("inf")
+    step = record.get("step", 0) if isinstance(record, dict) else None
+    return step if isinstance(step, (int, float)) and not isinstance(step, bool) else float("inf")
 
 
 def prune(run_dir: Path, keep: int, written: set[Path], warn: Callable[[str], None]) -> None:
     """Keep the newest `keep` step files that load; older ones go. A damaged file does not count
     as kept (nor is it deleted while newer than the cut: it may be wanted for inspection)."""
     kept = 0
-    for path in sorted(run_dir.glob("step-*.pt"), key=step_of, reverse=True):
+    for path in step_files(run_dir):
         if kept >= keep:
             path.unlink(missing_ok=True)
         elif path in written:
@@ -46,7 +57,7 @@ def prune(run_dir: Path, keep: int, written: set[Path], warn: Callable[[str], No
             try:
                 load_training_checkpoint(path)
             except PanError as exc:
-                warn(f"not counting {path.name} as kept: {exc}")
+                warn(f"warning: not counting {path.name} as kept: {exc}")
                 continue
             written.add(path)
             kept += 1
@@ -82,8 +93,8 @@ def starting_point(config: RunConfig, run_dir: Path, resume: str | None, steps: 
     for name in sorted(asked):
         kept = getattr(state["config"], name, None)
         if name not in SCHEDULE and kept is not None and kept != getattr(config, name):
-            warn(f"--{name.replace('_', '-')} {_shown(getattr(config, name))} is ignored: the run continues with "
-                 f"its checkpoint's {_shown(kept)} (start another --run-dir to change it)")
+            warn(f"warning: --{name.replace('_', '-')} {_shown(getattr(config, name))} is ignored: the run continues "
+                 f"with its checkpoint's {_shown(kept)} (start another --run-dir to change it)")
     schedule = {name: getattr(config, name) for name in SCHEDULE if name in asked and name != "steps"}
     return state["config"].replace(steps=steps or state["config"].steps, **schedule), state
 
@@ -132,7 +143,7 @@ class RunDir:
             for stale in self.path.glob(".*.tmp") if self.main else ():  # left by a write a crash cut short
                 stale.unlink()
         except OSError as exc:
-            raise PanError(f"cannot write to run directory {self.path}: {exc.strerror or exc}") from None
+            raise RunFailure(f"cannot write to run directory {self.path}: {exc.strerror or exc}") from None
 
     def begin(self, config: RunConfig, resumed_at: int | None) -> None:
         """config.json for this run; metrics.jsonl trimmed to the step resumed from, or emptied."""
@@ -161,8 +172,9 @@ class RunDir:
             try:
                 save_checkpoint(path, state)
                 link_latest(path, self.latest)
-            except OSError as exc:
-                raise PanError(f"could not write {path}: {exc.strerror or exc}{self.last_good()}") from None
+            except (OSError, RunFailure) as exc:
+                why = getattr(exc, "strerror", None) or exc
+                raise RunFailure(f"could not write {path}: {why}{self.last_good()}") from None
             self.written.add(path)
             if self.keep:
                 prune(self.path, self.keep, self.written, self.warn)

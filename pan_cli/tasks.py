@@ -23,8 +23,8 @@ class Task:
     direction: str = "AtoB"
     residual: bool = False
     # Every task adds a pixel L1 term and keeps an EMA of T's weights (not the paper's
-    # settings; --paper restores those). Measured on CPU, 240 s per task (README, "Every
-    # task on built-in data"), PSNR without -> with: derain see README; inpaint inside
+    # settings; --paper restores those). Measured on CPU, 240 s per task (docs/benchmarks.md, "Every
+    # task on built-in data"), PSNR without -> with: derain see its model card; inpaint inside
     # the hole 11.05 -> 13.13 dB (mean-colour fill: 11.97); labels2street 14.62 -> 16.23;
     # sketch2photo 12.51 -> 13.06.
     lambda_pix: float = 25.0
@@ -59,7 +59,7 @@ TASKS: dict[str, Task] = {
         "pairs: A/ (rainy) + B/ (clean), or input/ + target/; or clean photos with --synthesize",
         generator="idcgan",
         image_size=256,
-        # Measured on CPU (README, The method): without the global residual every objective made
+        # Measured on CPU (docs/method.md): without the global residual every objective made
         # images worse; with it and a pixel term PAN beats the input.
         residual=True,
         synthesizer="rain",

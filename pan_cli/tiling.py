@@ -41,6 +41,13 @@ def default_overlap(reach: int, multiple: int) -> int:
     return math.ceil((2 * reach + BLEND) / multiple) * multiple
 
 
+def smallest_tile(overlap: int, multiple: int) -> int:
+    """The least tile side: tiles step by size - overlap, so a tile of twice the overlap computes
+    each pixel at most (size / step)^2 = 4 times; smaller ones would grow without bound (a tile 1
+    px over the overlap keeps 1 px of every tile)."""
+    return max(2 * overlap, overlap + multiple, multiple)
+
+
 def tile_budget(free: int) -> float:
     """Bytes of activations one pass over part of an image may use: TILE_BUDGET or half the free memory."""
     return min(TILE_BUDGET, free / 2)
@@ -54,11 +61,13 @@ def plan(reach: int, multiple: int, bytes_per_pixel: float, free: int, tile: int
     than the budget allows run several to a batch (up to 8)."""
     overlap = default_overlap(reach, multiple) if overlap is None else math.ceil(overlap / multiple) * multiple
     budget = tile_budget(free)
+    smallest = smallest_tile(overlap, multiple)
     if tile is None:
-        tile = max(int(math.sqrt(budget / bytes_per_pixel)) // multiple * multiple, overlap + multiple)
-    elif tile < overlap + multiple:
-        raise ValueError(f"--tile {tile} is too small: tiles overlap by {overlap} px here, so they need at least "
-                         f"{overlap + multiple} px (or give --tile 0 for whole images, or a smaller --tile-overlap)")
+        tile = max(int(math.sqrt(budget / bytes_per_pixel)) // multiple * multiple, smallest)
+    elif tile < smallest:
+        raise ValueError(f"--tile {tile} is too small: tiles overlap by {overlap} px here, so a tile under {smallest} "
+                         "px would compute each pixel more than 4 times (give at least that, --tile 0 for whole "
+                         "images, or a smaller --tile-overlap)")
     else:
         tile = tile // multiple * multiple
     margin = max(0, min(reach, (overlap - BLEND // 2) // 2))

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 
 from pan_cli.distributed import Group
-from pan_cli.errors import PanError
+from pan_cli.errors import RunFailure
 from pan_cli.run_dir import RunDir
 
 
@@ -20,7 +20,7 @@ def tensorboard_writer(run_dir: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise PanError("--tensorboard needs the tensorboard package: pip install 'pan[tensorboard]'") from None
+        raise RunFailure("--tensorboard needs the tensorboard package: pip install 'pan[tensorboard]'") from None
     return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 
@@ -48,7 +48,7 @@ class TrainLog:
         scalars = dict(zip(self.sums, means.tolist()))
         if not all(math.isfinite(v) for v in scalars.values()):
             bad = ", ".join(f"{k}={v:.4g}" for k, v in scalars.items())
-            raise PanError(f"non-finite loss at step {step} ({bad}){last_good()}")
+            raise RunFailure(f"non-finite loss at step {step} ({bad}){last_good()}")
         self.run.log({"step": step, "elapsed_s": round(self.seconds(), 3), **scalars})
         if self.board is not None:
             for key, value in scalars.items():

@@ -22,7 +22,7 @@ from pan_cli.datasets.layout import Pair
 from pan_cli.datasets.paired import StepBatches
 from pan_cli.datasets.synthesized import training_set
 from pan_cli.distributed import Group
-from pan_cli.errors import PanError
+from pan_cli.errors import PanError, RunFailure
 from pan_cli.exports import data_fingerprint
 from pan_cli.run_dir import RunDir, starting_point
 from pan_cli.runlock import LOCK_NAME, run_dir_lock
@@ -95,7 +95,7 @@ def train(config: RunConfig, pairs: list[Pair] | list[Path], options: TrainOptio
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise PanError(f"cannot write to run directory {run_dir}: {exc.strerror or exc}") from None
+        raise RunFailure(f"cannot write to run directory {run_dir}: {exc.strerror or exc}") from None
     try:
         with run_dir_lock(run_dir) if options.group.main else nullcontext():
             return _train(config, pairs, options, **kwargs)
@@ -133,7 +133,7 @@ def _train(
     run = RunDir(options.run_dir, options.keep, options.group.main, warn)
     config, state = starting_point(config, run.path, resume, steps, warn, asked)
     if finetune is not None and state is not None:
-        warn("--finetune is ignored: the run resumes from its own checkpoint")
+        warn("warning: --finetune is ignored: the run resumes from its own checkpoint")
     dataset = training_set(config, pairs)
     dataset.check_sizes()
     run.prepare(options.group.rank)
@@ -143,7 +143,7 @@ def _train(
         models.load_state(state)
         start, best = state["step"], state["best"]
         if start >= config.steps:
-            warn(f"the run is already at step {start} of {config.steps}; give a larger --steps to go on")
+            warn(f"warning: the run is already at step {start} of {config.steps}; give a larger --steps to go on")
     elif finetune is not None:
         taken = models.start_from(finetune)
         warn(f"fine-tuning from {config.finetuned_from}{FRESH_D[taken] if models.D is not None else ''}")
@@ -236,7 +236,7 @@ def _build(config: RunConfig, options: TrainOptions) -> Models:
     needed = 2 * models.checkpoint_bytes()
     free = shutil.disk_usage(options.run_dir).free
     if free < needed:
-        raise PanError(f"{options.run_dir}: {free / 2**20:.0f} MiB free, but a checkpoint needs about "
+        raise RunFailure(f"{options.run_dir}: {free / 2**20:.0f} MiB free, but a checkpoint needs about "
                        f"{needed / 2**20:.0f} MiB to be written safely")
     return models
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pan_cli.config import RunConfig
+from pan_cli.datasets.images import several_frames
 from pan_cli.datasets.layout import Pair, detect_layout, find_pairs, find_photos
 from pan_cli.errors import PanError
 from pan_cli.evaluation import best_split
@@ -42,6 +43,9 @@ def find_training_data(config: RunConfig, data: Path | None, val_data: Path | No
     if val_data is not None:
         val_layout = detect_layout(val_data)
         val_pairs = find_pairs(val_layout, best_split(val_layout.splits))
+    files = (p for item in pairs for p in ((item.a, item.b) if isinstance(item, Pair) else (item,)) if p is not None)
+    if note := several_frames(files):
+        warnings.append(note)
     return TrainingData(pairs, val_pairs, description, warnings)
 
 

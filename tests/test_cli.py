@@ -98,7 +98,7 @@ def test_bad_image_is_skipped_and_reported_with_a_partial_exit_code(checkpoint, 
     assert not (tmp_path / "o" / "broken.png").exists()
     fail = run_pan("infer", "--task", "derain", "--checkpoint", checkpoint, tmp_path / "in" / "broken.png",
                    "-o", tmp_path / "o2", "--on-error", "fail")
-    assert fail.exit_code == 1 and not (tmp_path / "o2").exists()
+    assert fail.exit_code == 2 and not (tmp_path / "o2").exists()
 
 
 def test_infer_never_overwrites_without_being_asked(checkpoint, tmp_path, run_pan):
@@ -106,10 +106,10 @@ def test_infer_never_overwrites_without_being_asked(checkpoint, tmp_path, run_pa
     args = ("infer", "--task", "derain", "--checkpoint", checkpoint, tmp_path / "x.png", "-o")
     assert run_pan(*args, tmp_path / "o").exit_code == 0
     again = run_pan(*args, tmp_path / "o")
-    assert again.exit_code == 1 and "already exists (use --overwrite" in again.stderr
+    assert again.exit_code == 2 and "already exists (use --overwrite" in again.stderr
     assert run_pan(*args, tmp_path / "o", "--overwrite").exit_code == 0
     onto_input = run_pan(*args, tmp_path)
-    assert onto_input.exit_code == 1 and "would overwrite an input" in onto_input.stderr
+    assert onto_input.exit_code == 2 and "would overwrite an input" in onto_input.stderr
 
 
 def one_line_error(result, code: int, *fragments: str) -> None:
@@ -128,20 +128,20 @@ def train_args(data, run_dir, *extra):
 
 
 def test_missing_and_empty_data_folders_are_clear_errors(tmp_path, run_pan):
-    one_line_error(run_pan(*train_args(tmp_path / "nope", tmp_path / "r")), 1, "nope does not exist")
+    one_line_error(run_pan(*train_args(tmp_path / "nope", tmp_path / "r")), 2, "nope does not exist")
     (tmp_path / "empty").mkdir()
-    one_line_error(run_pan(*train_args(tmp_path / "empty", tmp_path / "r")), 1, "no image pairs in")
+    one_line_error(run_pan(*train_args(tmp_path / "empty", tmp_path / "r")), 2, "no image pairs in")
     assert not (tmp_path / "r").exists()  # nothing written for a run that could not start
 
 
 def test_file_without_partner_is_named(rain_pairs, tmp_path, run_pan):
     (rain_pairs / "A" / "coffee.png").unlink()
-    one_line_error(run_pan(*train_args(rain_pairs, tmp_path / "r")), 1, "coffee.png has no partner")
+    one_line_error(run_pan(*train_args(rain_pairs, tmp_path / "r")), 2, "coffee.png has no partner")
 
 
 def test_pair_with_different_sizes_is_named(rain_pairs, tmp_path, run_pan):
     write_image(rain_pairs / "B" / "coffee.png", crop("coffee", 40, 64))
-    one_line_error(run_pan(*train_args(rain_pairs, tmp_path / "r")), 1, "coffee.png is 64x48 but its partner")
+    one_line_error(run_pan(*train_args(rain_pairs, tmp_path / "r")), 2, "coffee.png is 64x48 but its partner")
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
@@ -149,20 +149,20 @@ def test_unreadable_training_image_is_named(rain_pairs, tmp_path, run_pan, damag
     path = rain_pairs / "A" / "coffee.png"
     path.write_bytes(path.read_bytes()[:150] if damage == "truncate" else b"GIF89a nonsense")
     result = run_pan(*train_args(rain_pairs, tmp_path / "r"))
-    one_line_error(result, 1, "coffee.png")
+    one_line_error(result, 2, "coffee.png")
     assert not (tmp_path / "r" / "latest.pt").exists()
 
 
 def test_image_smaller_than_the_crop_is_named(rain_pairs, tmp_path, run_pan):
     result = run_pan("train", "derain", "--data", rain_pairs, "--image-size", "64", "--run-dir", tmp_path / "r")
-    one_line_error(result, 1, "smaller than the 64x64 training crop")
+    one_line_error(result, 2, "smaller than the 64x64 training crop")
 
 
 def test_checkpoint_of_another_task_is_refused(checkpoint, tmp_path, run_pan):
     write_image(tmp_path / "x.png", crop("coffee"))
     result = run_pan("infer", "--task", "sketch2photo", "--checkpoint", checkpoint, tmp_path / "x.png",
                      "-o", tmp_path / "o")
-    one_line_error(result, 1, "is a 'derain' checkpoint, not 'sketch2photo'")
+    one_line_error(result, 2, "is a 'derain' checkpoint, not 'sketch2photo'")
     assert not (tmp_path / "o").exists()
 
 
@@ -172,7 +172,7 @@ def test_non_checkpoint_files_are_refused(checkpoint, tmp_path, run_pan, content
     bad.write_bytes(checkpoint.read_bytes()[:5000] if content == "truncated" else content)
     write_image(tmp_path / "x.png", crop("coffee"))
     result = run_pan("infer", "--task", "derain", "--checkpoint", bad, tmp_path / "x.png", "-o", tmp_path / "o")
-    one_line_error(result, 1, "bad.pt")
+    one_line_error(result, 2, "bad.pt")
 
 
 def test_plain_torch_file_is_not_a_checkpoint(tmp_path, run_pan):
@@ -180,14 +180,14 @@ def test_plain_torch_file_is_not_a_checkpoint(tmp_path, run_pan):
     write_image(tmp_path / "x.png", crop("coffee"))
     result = run_pan("infer", "--task", "derain", "--checkpoint", tmp_path / "other.pt", tmp_path / "x.png",
                      "-o", tmp_path / "o")
-    one_line_error(result, 1, "not a pan checkpoint")
+    one_line_error(result, 2, "not a pan checkpoint")
 
 
 def test_missing_input_and_missing_checkpoint(checkpoint, tmp_path, run_pan):
     one_line_error(run_pan("infer", "--task", "derain", "--checkpoint", checkpoint, tmp_path / "none.png",
-                           "-o", tmp_path / "o"), 1, "none.png does not exist")
+                           "-o", tmp_path / "o"), 2, "none.png does not exist")
     one_line_error(run_pan("infer", "--task", "derain", "--checkpoint", tmp_path / "no.pt", tmp_path,
-                           "-o", tmp_path / "o"), 1, "no.pt does not exist")
+                           "-o", tmp_path / "o"), 2, "no.pt does not exist")
 
 
 def test_epochs_sets_the_step_count_from_the_dataset_size(rain_pairs, tmp_path, run_pan):

@@ -23,10 +23,10 @@ def test_compare_reports_both_views_for_each_objective(tmp_path, run_pan):
     grid = read_image(out / "grid.png")
     assert grid.shape[2] == 4 * 64 + 5 * 4  # input | pan | l1 | target for each scored image
     again = run_pan("compare", "--task", "derain", "--data", tmp_path / "data", "--out", out, "--steps", "2")
-    assert again.exit_code == 1 and "already exists" in again.stderr
+    assert again.exit_code == 2 and "already exists" in again.stderr
 
 
 def test_compare_needs_pan_first_and_data_for_other_tasks(tmp_path, run_pan):
     assert run_pan("compare", "--task", "derain", "--objectives", "l1,pan", "--out", tmp_path).exit_code == 2
     result = run_pan("compare", "--task", "sketch2photo", "--out", tmp_path / "x")
-    assert result.exit_code == 1 and "needs --data" in result.stderr
+    assert result.exit_code == 2 and "needs --data" in result.stderr

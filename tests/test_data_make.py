@@ -80,7 +80,7 @@ def test_make_refuses_a_folder_that_holds_files_and_tasks_without_a_maker(photos
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
     result = run_pan("data", "make", "derain", "--from", photos, "-o", tmp_path / "out")
-    assert result.exit_code == 1 and "is not empty" in result.stderr
+    assert result.exit_code == 2 and "is not empty" in result.stderr
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
     result = run_pan("data", "make", "labels2street", "--from", photos, "-o", tmp_path / "x")
     assert result.exit_code == 2  # not a choice: Cityscapes cannot be made from photos
@@ -197,5 +197,5 @@ def test_check_reads_cityscapes_as_downloaded_and_names_a_missing_label_file(tmp
     assert lines[2].startswith(f"problem: {root}/leftImg8bit/train/aachen/aachen_000001_000019_leftImg8bit.png: "
                                "no partner in")
     train = run_pan("train", "labels2street", "--data", root, "--steps", "1")
-    assert train.exit_code == 1
+    assert train.exit_code == 2
     assert "expected a file named aachen/aachen_000001_000019_gtFine_labelIds.png" in train.stderr

@@ -56,10 +56,10 @@ def test_mismatched_names_or_sizes_are_clear_errors(tmp_path, run_pan):
     pred, ref = two_folders(tmp_path)
     (ref / "rocket.png").unlink()
     result = run_pan("eval", "--pred", pred, "--ref", ref)
-    assert result.exit_code == 1 and "rocket has no match in" in result.stderr and result.stdout == ""
+    assert result.exit_code == 2 and "rocket has no match in" in result.stderr and result.stdout == ""
     write_image(ref / "rocket.png", crop("rocket", 40, 64))
     result = run_pan("eval", "--pred", pred, "--ref", ref)
-    assert result.exit_code == 1 and "rocket.png is 64x48 but" in result.stderr
+    assert result.exit_code == 2 and "rocket.png is 64x48 but" in result.stderr
 
 
 def test_eval_scores_a_checkpoint_on_a_dataset(tmp_path, run_pan, trained_checkpoint):
@@ -116,7 +116,7 @@ def test_tensorboard_logs_scalars_and_samples_and_report_renders_the_run(rain_pa
 
 def test_report_of_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path, run_pan):
     result = run_pan("report", tmp_path)
-    assert result.exit_code == 1 and "no metrics.jsonl" in result.stderr
+    assert result.exit_code == 2 and "no metrics.jsonl" in result.stderr
 
 
 def test_mask_scores_only_the_hole(tmp_path, run_pan):
@@ -143,7 +143,7 @@ def test_images_too_small_to_score_are_one_line_naming_the_file(tmp_path, run_pa
     for folder, level in (("p", 100), ("r", 90)):
         write_image(tmp_path / folder / "tiny.png", torch.full((3, side, side), level, dtype=torch.uint8))
     result = run_pan("eval", "--pred", tmp_path / "p", "--ref", tmp_path / "r")
-    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == (f"pan: error: {tmp_path / 'r' / 'tiny.png'}: {side}x{side} (after any "
                                      "--crop-border) is smaller than SSIM's 11x11 window: too small to score")
 
@@ -151,10 +151,10 @@ def test_images_too_small_to_score_are_one_line_naming_the_file(tmp_path, run_pa
 def test_crop_border_past_the_image_and_an_empty_mask_name_the_file(tmp_path, run_pan):
     pred, ref = two_folders(tmp_path)
     result = run_pan("eval", "--pred", pred, "--ref", ref, "--crop-border", "500")
-    assert result.exit_code == 1 and "leaves nothing" in result.stderr and str(ref) in result.stderr
+    assert result.exit_code == 2 and "leaves nothing" in result.stderr and str(ref) in result.stderr
     for name in ("astronaut", "rocket"):
         write_image(tmp_path / "m" / f"{name}.png", torch.zeros(1, *read_image(ref / f"{name}.png").shape[1:],
                                                                   dtype=torch.uint8))
     empty = run_pan("eval", "--pred", pred, "--ref", ref, "--mask", tmp_path / "m")
-    assert empty.exit_code == 1 and "Traceback" not in empty.stderr
+    assert empty.exit_code == 2 and "Traceback" not in empty.stderr
     assert f"{tmp_path / 'm' / 'astronaut.png'}: the mask marks no pixel" in empty.stderr

@@ -65,7 +65,7 @@ def test_safetensors_export_runs_in_pan_infer_like_the_checkpoint(tmp_path, run_
     assert torch.equal(read_image(tmp_path / "dir" / "a.png"), reference)
     assert torch.equal(read_image(tmp_path / "file" / "a.png"), reference)
     again = run_pan("export", trained_checkpoint, "--format", "safetensors", "-o", tmp_path / "hub")
-    assert again.exit_code == 1 and "--overwrite" in again.stderr
+    assert again.exit_code == 2 and "--overwrite" in again.stderr
 
 
 def test_an_export_of_a_run_that_never_validated_says_so_through_every_format(tmp_path, run_pan,

@@ -46,7 +46,7 @@ def test_the_cli_refuses_a_second_run_in_one_line(rain_pairs, tmp_path, run_pan)
     finally:
         holder.kill()
         holder.wait()
-    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("pan: error:") and f"PID {holder.pid}" in result.stderr
 
 
@@ -56,17 +56,17 @@ def test_export_never_replaces_a_runs_checkpoint_or_an_existing_file(rain_pairs,
     before = (run_dir / "latest.pt").read_bytes()
     for name in ("latest.pt", "best.pt", "step-4.pt", "step-9.pt"):
         result = run_pan("export", run_dir / "step-2.pt", "-o", run_dir / name, "--overwrite")
-        assert result.exit_code == 1 and "the training run" in result.stderr, name
+        assert result.exit_code == 2 and "the training run" in result.stderr, name
     assert (run_dir / "latest.pt").read_bytes() == before and not (run_dir / "step-9.pt").exists()
     out = tmp_path / "model.pt"
     assert run_pan("export", run_dir / "step-2.pt", "-o", out).exit_code == 0
     again = run_pan("export", run_dir / "step-4.pt", "-o", out)
-    assert again.exit_code == 1 and "exists; give --overwrite" in again.stderr
+    assert again.exit_code == 2 and "exists; give --overwrite" in again.stderr
     assert load_checkpoint(out)["step"] == 2
     assert run_pan("export", run_dir / "step-4.pt", "-o", out, "--overwrite").exit_code == 0
     assert load_checkpoint(out)["step"] == 4
     folder = run_pan("export", run_dir / "step-4.pt", "-o", tmp_path)
-    assert folder.exit_code == 1 and "is a folder" in folder.stderr
+    assert folder.exit_code == 2 and "is a folder" in folder.stderr
 
 
 def test_resume_passes_over_an_export_put_among_the_checkpoints(rain_pairs, tmp_path, run_pan):

@@ -44,7 +44,7 @@ def test_a_checkpoint_carrying_code_is_refused_without_running_it(tmp_path, run_
         load_checkpoint(evil)
     write_image(tmp_path / "x.png", crop("coffee"))
     result = run_pan("infer", "--task", "derain", "--checkpoint", evil, tmp_path / "x.png", "-o", tmp_path / "o")
-    assert result.exit_code == 1 and "refused for safety" in result.stderr
+    assert result.exit_code == 2 and "refused for safety" in result.stderr
     assert not marker.exists()
 
 
@@ -68,7 +68,7 @@ def test_sigkill_between_write_and_rename_keeps_the_previous_checkpoint(rain_pai
              "runpy.run_module('pan_cli', run_name='__main__')\n")
     done = subprocess.run([sys.executable, "-c", crash, *train_cmd(rain_pairs, run, 6)[3:]], capture_output=True)
     assert done.returncode == -9
-    assert list(run.glob(".step-4.pt.*.tmp"))  # the cut-short write is there, under a temporary name
+    assert list(run.glob(".pan-*.tmp"))  # the cut-short write is there, under a temporary name
     assert load_checkpoint(run / "latest.pt")["step"] == 2
     resumed = subprocess.run(train_cmd(rain_pairs, run, 6, "--resume", "auto"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
@@ -327,7 +327,7 @@ def test_messages_name_the_thing_that_is_wrong(tmp_path, trained_checkpoint, run
     to_file = run_pan(*common, trained_checkpoint, tmp_path / "a.png", "-o", tmp_path / "afile")
     assert to_file.stderr.strip() == f"pan: error: -o {tmp_path / 'afile'} is a file; give a folder for the outputs"
     folder = run_pan(*common, tmp_path, tmp_path / "a.png", "-o", tmp_path / "o")
-    assert folder.exit_code == 1 and "is a folder; give the checkpoint file in it" in folder.stderr
+    assert folder.exit_code == 2 and "is a folder; give the checkpoint file in it" in folder.stderr
     os.mkfifo(tmp_path / "pipe.png")
     fifo = run_pan(*common, trained_checkpoint, tmp_path / "pipe.png", "-o", tmp_path / "o2")
     assert "pipe.png: not a regular file (a pipe or device)" in fifo.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import shutil
 import socket
@@ -29,7 +30,7 @@ except ImportError:  # CI installs the extra (make test installs '.[dev]'): neve
         raise
     pytest.skip("pip install 'pan[serve]'", allow_module_level=True)
 
-from pan_cli.serve import Model, create_app, find_models  # noqa: E402
+from pan_cli.serve import SMALL_PIXELS, Model, allowed_hosts, create_app, find_models  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -45,8 +46,13 @@ def decode(data: bytes) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def client():
-    return TestClient(create_app(find_models([], runs=Path("/nonexistent")), CPU, max_upload=2**20))
+def shipped():
+    return find_models([], CPU, runs=Path("/nonexistent"))
+
+
+@pytest.fixture(scope="module")
+def client(shipped):
+    return TestClient(create_app(shipped, max_upload=2**20), base_url="http://localhost")
 
 
 def test_models_lists_the_shipped_ones_by_id_never_by_path(client):
@@ -158,51 +164,231 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class Serving:
+    """A uvicorn server on a free loopback port, in a thread of this process."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Serving:
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                break
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)
+
+
 @pytest.fixture(scope="module")
-def page_server():
-    import uvicorn
-
-    models = [Model("m0", "inpaint", "inpaint: shipped model", PRETRAINED["inpaint"]),
-              Model("m1", "derain", "derain: shipped model", PRETRAINED["derain"])]
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(models, CPU, max_upload=2**20), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
-    server.should_exit = True
-    thread.join(5)
+def page_server(shipped):
+    with Serving(create_app(shipped, max_upload=2**20)) as serving:
+        yield serving.url
 
 
-def test_the_server_answers_while_a_model_runs(page_server):
-    """Inference runs in a worker thread: the event loop keeps answering meanwhile."""
-    import urllib.request
-
-    image = torch.nn.functional.interpolate(builtin_photo("coffee")[None].float(), size=(600, 900))[0]
+def _form(parts: list[tuple[str, str | None, bytes]]) -> tuple[bytes, str]:
+    """A multipart body and its content type, for urllib."""
     body, boundary = io.BytesIO(), "pan-test-boundary"
-    parts = [("task", None, b"derain"), ("image", "c.png", png(image.round().to(torch.uint8)))]
     for name, filename, data in parts:
         body.write(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"".encode())
         body.write(f"; filename=\"{filename}\"\r\nContent-Type: image/png".encode() if filename else b"")
         body.write(b"\r\n\r\n" + data + b"\r\n")
     body.write(f"--{boundary}--\r\n".encode())
-    request = urllib.request.Request(page_server + "api/run", data=body.getvalue(), method="POST",
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    finished = {}
-    worker = threading.Thread(target=lambda: finished.update(reply=urllib.request.urlopen(request).read(),
-                                                                 at=time.perf_counter()))
-    began = time.perf_counter()
-    worker.start()
-    time.sleep(0.3)
-    urllib.request.urlopen(page_server + "api/models").read()
-    answered = time.perf_counter()
-    worker.join(120)
-    assert decode(finished["reply"]).shape == (600, 900, 3)
-    assert answered < finished["at"], (answered - began, finished["at"] - began)
+    return body.getvalue(), f"multipart/form-data; boundary={boundary}"
+
+
+def _post(url: str, task: str, image: torch.Tensor, headers: dict | None = None, timeout: float = 120):
+    """POST /api/run with urllib: (status, body)."""
+    import urllib.error
+    import urllib.request
+
+    body, kind = _form([("task", None, task.encode()), ("image", "i.png", png(image))])
+    request = urllib.request.Request(url + "api/run", data=body, method="POST",
+                                     headers={"Content-Type": kind, **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class Gate:
+    """Wraps a predictor: predict() waits until the test opens the gate (so a test can hold a
+    request inside the model for as long as it needs, on any machine)."""
+
+    def __init__(self, predictor, above: int = 0):
+        self.predictor, self.above = predictor, above  # only images of more than `above` pixels wait
+        self.entered, self.open = threading.Event(), threading.Event()
+        self.calls = 0
+
+    def __getattr__(self, name):
+        return getattr(self.predictor, name)
+
+    def predict(self, image, mask=None):
+        self.calls += 1
+        if image.shape[1] * image.shape[2] <= self.above:
+            return self.predictor.predict(image, mask)
+        self.entered.set()
+        assert self.open.wait(60), "the gate was never opened"
+        return self.predictor.predict(image, mask)
+
+
+def _gated(shipped, above: int = 0) -> tuple[list[Model], Gate]:
+    derain = next(m for m in shipped if m.task == "derain")
+    gate = Gate(derain.predictor, above)
+    return [Model("m0", "derain", derain.label, gate)], gate
+
+
+def test_the_server_answers_while_a_model_runs(shipped):
+    """Inference runs in a worker thread: the event loop answers while a request is inside the
+    model (held there by a gate, so no timing is assumed)."""
+    import urllib.request
+
+    models, gate = _gated(shipped)
+    with Serving(create_app(models)) as serving:
+        finished = {}
+        worker = threading.Thread(target=lambda: finished.update(
+            reply=_post(serving.url, "derain", builtin_photo("coffee")[:, :60, :80].contiguous())))
+        worker.start()
+        assert gate.entered.wait(60)
+        listing = urllib.request.urlopen(serving.url + "api/models", timeout=10).read()  # while the model runs
+        assert b"derain" in listing and not finished
+        gate.open.set()
+        worker.join(60)
+    assert finished["reply"][0] == 200 and decode(finished["reply"][1]).shape == (60, 80, 3)
+
+
+def test_a_small_request_is_answered_while_large_ones_queue_and_a_full_queue_is_503(shipped):
+    models, gate = _gated(shipped, above=SMALL_PIXELS)
+    large = torch.zeros(3, 1100, 1000, dtype=torch.uint8)  # over the small lane's 1 MP
+    with Serving(create_app(models, queue=1)) as serving:
+        replies = []
+        runs = [threading.Thread(target=lambda: replies.append(_post(serving.url, "derain", large)))
+                for _ in range(2)]
+        runs[0].start()
+        assert gate.entered.wait(60)  # the first large request is in the model
+        runs[1].start()
+        time.sleep(0.5)  # the second waits in the large lane's queue (its one place)
+        status, body = _post(serving.url, "derain", large, timeout=30)
+        assert status == 503 and "busy" in json.loads(body)["error"]
+        # a small image has a lane of its own: answered while the large ones wait
+        status, body = _post(serving.url, "derain", builtin_photo("coffee")[:, :40, :40].contiguous(), timeout=30)
+        assert status == 200 and decode(body).shape == (40, 40, 3) and len(replies) == 0
+        gate.open.set()
+        for run in runs:
+            run.join(120)
+    assert sorted(status for status, _ in replies) == [200, 200]
+
+
+def test_a_request_whose_client_left_while_it_waited_is_dropped(shipped):
+    models, gate = _gated(shipped)
+    image = builtin_photo("coffee")[:, :40, :40].contiguous()
+    with Serving(create_app(models)) as serving:
+        first = threading.Thread(target=lambda: _post(serving.url, "derain", image))
+        first.start()
+        assert gate.entered.wait(60)
+        body, kind = _form([("task", None, b"derain"), ("image", "i.png", png(image))])
+        with socket.create_connection(("127.0.0.1", serving.port)) as client:  # sends, then leaves
+            client.sendall(f"POST /api/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {kind}\r\n"
+                           f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            time.sleep(0.5)  # its body is read and it waits behind the first
+        gate.open.set()
+        first.join(60)
+        time.sleep(1)
+    assert gate.calls == 1  # the abandoned request never reached the model
+
+
+def test_a_chunked_upload_is_cut_at_the_limit_as_it_arrives(shipped):
+    """A body without Content-Length (chunked) is counted as it arrives: the server answers 413
+    after about --max-upload, holding no more than that (whatever else the client sends is
+    read and dropped, not kept)."""
+    import http.client
+
+    before = _rss()
+    with Serving(create_app(shipped, max_upload=2**20)) as serving:
+        connection = http.client.HTTPConnection("127.0.0.1", serving.port, timeout=30)
+        connection.putrequest("POST", "/api/run")
+        connection.putheader("Content-Type", "multipart/form-data; boundary=x")
+        connection.putheader("Transfer-Encoding", "chunked")
+        connection.endheaders()
+        head = b'--x\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
+        connection.send(f"{len(head):x}\r\n".encode() + head + b"\r\n")
+        chunk, sent = b"\0" * 2**20, 0
+        try:
+            while sent < 2**30:  # a file part of up to 1 GB
+                connection.send(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                sent += len(chunk)
+        except OSError:  # the server stopped reading and answered
+            pass
+        reply = connection.getresponse()
+        assert reply.status == 413 and "over the limit of 1 MB" in json.loads(reply.read())["error"]
+        assert _rss() - before < 16 * 2**20, (sent, _rss() - before)  # the limit plus a few MB, not what was sent
+
+
+def _rss() -> int:
+    """This process's resident memory in bytes (the test server runs in it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_a_foreign_host_and_a_cross_origin_call_are_refused(shipped):
+    app = create_app(shipped)
+    foreign = TestClient(app, base_url="http://attacker.example")
+    assert foreign.get("/api/models").status_code == 421  # DNS rebinding: the name is not this server's
+    local = TestClient(app, base_url="http://127.0.0.1:8000")
+    image = {"image": ("c.png", png(builtin_photo("coffee")[:, :32, :32].contiguous()), "image/png")}
+    reply = local.post("/api/run", data={"task": "derain"}, files=image, headers={"Origin": "https://evil.example"})
+    assert reply.status_code == 403 and "cross-origin" in reply.json()["error"]
+    assert local.post("/api/run", data={"task": "derain"}, files=image,
+                      headers={"Origin": "http://127.0.0.1:8000"}).status_code == 200  # the page itself
+    assert local.post("/api/run", data={"task": "derain"}, files=image).status_code == 200  # curl: no Origin
+    assert TestClient(app, base_url="http://[::1]:8000").get("/api/models").status_code == 200
+    everyone = TestClient(create_app(shipped, hosts=allowed_hosts("0.0.0.0")), base_url="http://my-box.lan")
+    assert everyone.get("/api/models").status_code == 200
+
+
+def test_an_image_over_the_pixel_budget_is_refused(shipped):
+    client = TestClient(create_app(shipped, max_pixels=50 * 50), base_url="http://localhost")
+    reply = client.post("/api/run", data={"task": "derain"},
+                        files={"image": ("c.png", png(builtin_photo("coffee")[:, :60, :60].contiguous()), "image/png")})
+    assert reply.status_code == 400 and "over the limit of 2500 pixels" in reply.json()["error"]
+
+
+def test_serve_refuses_a_bad_tile_and_a_bad_checkpoint_before_serving_and_leaves_out_a_damaged_run(
+        run_pan, tmp_path, monkeypatch):
+    monkeypatch.setattr("uvicorn.Server.run", lambda self, sockets=None: None)  # start, do not serve
+    tile = run_pan("serve", "--tile", "1", "--port", str(_free_port()))
+    assert tile.exit_code == 2 and "--tile 1 is too small" in tile.stderr and "serving" not in tile.stderr
+    state = torch.load(PRETRAINED["derain"], weights_only=True)
+    state["config"]["task"] = "juggle"
+    torch.save(state, tmp_path / "odd.pt")
+    odd = run_pan("serve", "--checkpoint", tmp_path / "odd.pt", "--port", str(_free_port()))
+    assert odd.exit_code == 2 and "field 'task'" in odd.stderr and "odd.pt" in odd.stderr
+    (tmp_path / "runs" / "derain").mkdir(parents=True)
+    (tmp_path / "runs" / "derain" / "latest.pt").write_bytes(b"PK\x03\x04 damaged")
+    monkeypatch.chdir(tmp_path)
+    damaged = run_pan("serve", "--port", str(_free_port()))
+    assert damaged.exit_code == 0 and "leaving out runs/derain/latest.pt" in damaged.stderr
+    assert "serving 2 models" in damaged.stderr
+
+
+def test_serve_on_a_busy_port_is_one_line_and_says_nothing_of_serving(run_pan):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        result = run_pan("serve", "--port", str(taken.getsockname()[1]))
+    assert result.exit_code == 1 and "serving" not in result.stderr
+    assert result.stderr.startswith("pan: error: cannot listen on 127.0.0.1:") and len(result.stderr.splitlines()) == 1
 
 
 @pytest.fixture(scope="module")

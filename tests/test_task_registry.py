@@ -39,7 +39,7 @@ def test_sizes_a_generator_cannot_take_are_refused_naming_the_sizes_it_can(run_p
 
 def test_labels2street_without_data_says_cityscapes_must_be_supplied(run_pan):
     result = run_pan("train", "labels2street")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "licence forbids redistribution" in result.stderr and "cityscapes-dataset.com" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -64,13 +64,16 @@ def test_infer_refuses_a_mask_of_another_size_and_an_input_without_mask(run_pan,
     write_image(tmp_path / "masks" / "a.png", torch.zeros(1, 60, 64, dtype=torch.uint8))
     result = run_pan("infer", "--task", "inpaint", "--checkpoint", trained_inpaint_unet, tmp_path / "in",
                      "--mask", tmp_path / "masks", "-o", tmp_path / "out")
-    assert result.exit_code == 1 and "no mask for" in result.stderr and "b.png" in result.stderr
-    write_image(tmp_path / "masks" / "b.png", torch.zeros(1, 64, 64, dtype=torch.uint8))
+    assert result.exit_code == 2 and "no mask for" in result.stderr and "b.png" in result.stderr
+    hole = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    hole[:, 20:30, 20:30] = 255
+    write_image(tmp_path / "masks" / "b.png", hole)
     result = run_pan("infer", "--task", "inpaint", "--checkpoint", trained_inpaint_unet, tmp_path / "in",
                      "--mask", tmp_path / "masks", "-o", tmp_path / "out")
     assert result.exit_code == 3  # one written, one failed
     assert "masks/a.png is 64x60 but its image" in result.stderr
-    assert torch.equal(read_image(tmp_path / "out" / "b.png"), crop("chelsea", 64, 64))  # empty mask: unchanged
+    filled, original = read_image(tmp_path / "out" / "b.png"), crop("chelsea", 64, 64)
+    assert torch.equal(filled[:, hole[0] == 0], original[:, hole[0] == 0])  # only the hole changed
 
 
 def test_export_keeps_only_inference_weights_and_gives_identical_outputs(run_pan, tmp_path, trained_checkpoint):

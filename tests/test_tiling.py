@@ -16,9 +16,10 @@ from pan_cli.tiling import TilePlan, run_tiled, starts
 
 CPU = torch.device("cpu")
 # (generator, input channels, image size, tile side): images that fit whole and need several tiles
-CASES = [("idcgan", 3, (150, 133), 64), ("prenet", 3, (190, 171), 128), ("dilated", 3, (330, 301), 192),
-         ("unet-slim", 3, (600, 520), 512), ("unet-slim", 4, (600, 520), 512), ("unet", 3, (520, 600), 512),
-         ("unet-fill", 4, (1000, 900), 768)]
+# (the least tile is twice the overlap: tiling.smallest_tile)
+CASES = [("idcgan", 3, (150, 133), 80), ("prenet", 3, (250, 231), 208), ("dilated", 3, (330, 301), 280),
+         ("unet-slim", 3, (1000, 920), 896), ("unet-slim", 4, (1000, 920), 896), ("unet", 3, (920, 1000), 896),
+         ("unet-fill", 4, (1500, 1450), 1408)]
 STARTS_AT_ZERO = ("prenet", "unet-fill")  # their last layer starts at zero: give them something to compute
 
 
@@ -104,11 +105,11 @@ def test_predict_reads_a_large_uint8_image_tile_by_tile_and_matches_whole(monkey
 
 def test_inpainting_tiles_too_and_keeps_every_known_pixel(trained_inpaint_unet):
     state_predictor = Predictor.from_checkpoint(trained_inpaint_unet, "inpaint", CPU, tile=0)
-    image = ((_photo((600, 700), 3)[0] + 1) * 127.5).round().to(torch.uint8)
-    mask = torch.zeros(600, 700, dtype=torch.bool)
-    mask[100:130, 50:650] = True  # a thin stroke: filled at full resolution, so in tiles
+    image = ((_photo((1000, 1100), 3)[0] + 1) * 127.5).round().to(torch.uint8)
+    mask = torch.zeros(1000, 1100, dtype=torch.bool)
+    mask[100:130, 50:1050] = True  # a thin stroke: filled at full resolution, so in tiles
     whole = state_predictor.predict(image, mask)
-    tiled = Predictor(state_predictor.config, state_predictor.net, CPU, tile=512).predict(image, mask)
+    tiled = Predictor(state_predictor.config, state_predictor.net, CPU, tile=896).predict(image, mask)
     assert torch.equal(tiled[:, ~mask], image[:, ~mask])
     assert ((tiled.int() - whole.int()).abs() <= 1).float().mean() >= 0.999
 
@@ -125,7 +126,7 @@ def _infer_whole_and(tile, tmp_path, run_pan, checkpoint, photo):
 
 def test_infer_tile_option_gives_the_whole_image_result(tmp_path, run_pan, trained_checkpoint):
     photo = builtin_photo("chelsea")[:, :150, :170]
-    whole, tiled = _infer_whole_and("48", tmp_path, run_pan, trained_checkpoint, photo)
+    whole, tiled = _infer_whole_and("80", tmp_path, run_pan, trained_checkpoint, photo)
     assert ((whole.int() - tiled.int()).abs() <= 1).float().mean() >= 0.999
 
 
@@ -140,9 +141,10 @@ def test_a_tile_smaller_than_the_overlap_is_one_line(tmp_path, run_pan, trained_
     write_image(tmp_path / "in" / "a.png", builtin_photo("chelsea")[:, :50, :60])
     result = run_pan("infer", tmp_path / "in", "--task", "derain", "--checkpoint", trained_checkpoint,
                      "--tile", "30", "-o", tmp_path / "out")
-    assert result.exit_code == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == ("pan: error: --tile 30 is too small: tiles overlap by 40 px here, so they need "
-                                     "at least 41 px (or give --tile 0 for whole images, or a smaller --tile-overlap)")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("pan: error: --tile 30 is too small: tiles overlap by 40 px here, so a tile under "
+                                     "80 px would compute each pixel more than 4 times (give at least that, --tile 0 "
+                                     "for whole images, or a smaller --tile-overlap)")
     assert not (tmp_path / "out").exists()
 
 
@@ -208,7 +210,8 @@ def test_auto_streams_a_large_image_band_by_band_and_falls_back_to_tiles_when_a_
     reads, tilings = [], []
     monkeypatch.setattr(predictor_module, "_region", lambda img, *box: reads.append(box) or region(img, *box))
     monkeypatch.setattr(predictor_module, "run_tiled", lambda *args: tilings.append(1) or tiled(*args))
-    # 576 bytes per pixel: a 228 px tile, and 301 x (8 + 124) x 576 = 22.9 MB for a band and its held rows
+    # 576 bytes per pixel: a 228 px tile, raised to the least (280: twice the overlap), and
+    # 301 x (8 + 124) x 576 = 22.9 MB for a band and its held rows
     monkeypatch.setattr("pan_cli.tiling.TILE_BUDGET", 30e6)
     streamed = Predictor(config, net, CPU).predict(image)
     assert not tilings and len(reads) == -(-330 // 8) and all(box[2:] == (0, 301) for box in reads)
@@ -216,7 +219,7 @@ def test_auto_streams_a_large_image_band_by_band_and_falls_back_to_tiles_when_a_
     monkeypatch.setattr("pan_cli.streaming.BAND_PIXELS", 301 * 200)  # 301 x (200 + 124) x 576 = 56 MB
     reads.clear()
     tiled_out = Predictor(config, net, CPU).predict(image)
-    assert tilings and all(right - left <= 228 for _, _, left, right in reads)
+    assert tilings and all(right - left <= 280 for _, _, left, right in reads)
     assert ((tiled_out.int() - whole.int()).abs() <= 1).float().mean() >= 0.999
 
 

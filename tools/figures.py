@@ -1,4 +1,4 @@
-"""The README's model-card pictures, made with the shipped models (`make figures`).
+"""The model cards' pictures (docs/models), made with the shipped models (`make figures`).
 
 derain: three Rain100H validation pairs, rainy | pan | clean. inpaint: held-out photos with a
 half-side centre hole and free-form strokes, hole | pan | biharmonic | original.

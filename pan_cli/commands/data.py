@@ -13,10 +13,12 @@ from pan_cli.datasets.make import BUILTIN, MAKERS, make_dataset, parse_split, ph
 from pan_cli.datasets.photos import HELD_OUT_PHOTOS, MORE_PHOTOS, TRAIN_PHOTOS, write_photos
 from pan_cli.datasets.synthesized import rain_model
 from pan_cli.errors import PanError
-from pan_cli.options import rain_options, settle_rain, usage_config
+from pan_cli.options import rain_options, settle_rain
 from pan_cli.output import emit
 from pan_cli.progress import stderr_console
 from pan_cli.tasks import TASKS, make_config
+
+MIN_MAKE_SIZE = 8  # the least training crop (pan train --image-size)
 
 
 @click.group("data")
@@ -27,9 +29,10 @@ def data_group() -> None:
 @data_group.command("photos")
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path))
 @click.option("--held-out", is_flag=True, help="The held-out photos (chelsea, coffee) instead of the training ones.")
-def photos_command(out: Path, held_out: bool) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace files of the same names in -o.")
+def photos_command(out: Path, held_out: bool, overwrite: bool) -> None:
     """Write the photos that ship with scikit-image as PNG files (prints their paths)."""
-    for path in write_photos(out, HELD_OUT_PHOTOS if held_out else TRAIN_PHOTOS + MORE_PHOTOS):
+    for path in write_photos(out, HELD_OUT_PHOTOS if held_out else TRAIN_PHOTOS + MORE_PHOTOS, overwrite):
         emit(str(path))
 
 
@@ -40,7 +43,7 @@ def photos_command(out: Path, held_out: bool) -> None:
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="New dataset folder.")
 @click.option("--split", "split_text", help="Fractions for train,val,test, e.g. 0.8,0.1,0.1 (split by photo).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--size", type=click.IntRange(min=0),
+@click.option("--size", type=click.IntRange(min=0, max=8192),
               help="Resize the shorter side and centre-crop square (0: keep). Default: derain 0, inpaint 128, "
                    "sketch2photo 256.")
 @click.option("--draws", type=click.IntRange(min=1), default=1, show_default=True,
@@ -58,10 +61,12 @@ def make_command(task, origin, out, split_text, seed, size, draws, holes, quiet,
     fractions = parse_split(split_text) if split_text else (1.0,)
     settle_rain(rain)
     ranges = {k: v for k, v in rain.items() if v is not None}
+    if size is not None and 0 < size < MIN_MAKE_SIZE:
+        raise PanError(f"--size {size}: too small to make pairs from; give 0 (keep) or at least {MIN_MAKE_SIZE}")
     if ranges and task != "derain":
         raise PanError("--rain options are for derain")
-    rain_config = usage_config("derain", **ranges)
-    made = make_dataset(task, photo_sources(origin), out, fractions, seed,
+    rain_config = make_config("derain", **ranges)
+    made = make_dataset(task, photo_sources(origin, avoid=out), out, fractions, seed,
                         TASKS[task].make_size if size is None else size, draws, rain_model(rain_config), holes,
                         on_written=lambda path: emit(str(path)))
     for split, count in made.counts.items():

@@ -4,18 +4,22 @@ other runtimes."""
 from __future__ import annotations
 
 import functools
+import io
+import select
 import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 import click
 
-from pan_cli.checkpoint import PRETRAINED, default_checkpoint, export_weights, is_run_checkpoint_name, load_checkpoint
+from pan_cli.checkpoint import PRETRAINED, default_checkpoint, export_weights, in_run_dir, load_checkpoint
 from pan_cli.datasets.images import WRITE_FORMATS
 from pan_cli.devices import pick_device
 from pan_cli.errors import PanError
-from pan_cli.exports import FORMATS, WEIGHTS_NAME, export_onnx, export_safetensors, format_for
-from pan_cli.inference import run_inference
-from pan_cli.jobs import check_output_folder, collect_jobs, mark_output, stdin_paths
+from pan_cli.exports import CONFIG_NAME, FORMATS, WEIGHTS_NAME, export_onnx, export_safetensors, format_for
+from pan_cli.files import check_replaceable
+from pan_cli.inference import Summary, run_inference
+from pan_cli.jobs import check_output_folder, iter_jobs, mark_output, stdin_paths
 from pan_cli.options import set_threads, tile_options
 from pan_cli.output import emit
 from pan_cli.predictor import Predictor
@@ -23,6 +27,7 @@ from pan_cli.progress import progress_bar, stderr_console
 from pan_cli.tasks import TASKS
 
 EXIT_PARTIAL = 3  # some inputs failed, the rest were written
+STDIN_CHUNK = 64  # paths from stdin taken at a time
 
 
 @click.command("infer")
@@ -65,13 +70,15 @@ def infer_command(inputs, task, checkpoint, out_dir, mask, batch_size, device, f
         raise PanError("--mask is for inpaint models")
     if max_pixels is None:
         max_pixels = predictor.max_pixels()
-    stdin = stdin_paths(sys.stdin.buffer, null) if "-" in inputs else ()
-    jobs = collect_jobs(inputs, out_dir, fmt, stdin, mask,
-                        on_skipped=lambda m: console.print(f"pan: {m}", highlight=False))
     check_output_folder(out_dir)
+    streamed = "-" in inputs  # paths on stdin run as they come: never all read first
+    found = iter_jobs(inputs, out_dir, fmt, stdin_paths(sys.stdin.buffer, null) if streamed else (), mask,
+                      on_skipped=lambda m: console.print(f"pan: {m}", highlight=False))
+    chunks = _chunks(found, STDIN_CHUNK, _stdin_ready) if streamed else [list(found)]
     mark_once = functools.cache(lambda: mark_output(out_dir))  # on the first output that lands
+    summary, count = Summary(), 0
     with progress_bar(console) as bar:
-        job = bar.add_task(f"infer {task}", total=len(jobs), info="")
+        job = bar.add_task(f"infer {task}", total=None if streamed else len(chunks[0]), info="")
 
         def written(path: Path) -> None:
             mark_once()
@@ -82,14 +89,40 @@ def infer_command(inputs, task, checkpoint, out_dir, mask, batch_size, device, f
             click.echo(f"pan: skipped {message}" if on_error == "skip" else f"pan: error: {message}", err=True)
             bar.advance(job)
 
-        summary = run_inference(predictor, jobs, batch_size, workers, on_error, overwrite, max_pixels,
-                                written, failed)
+        for jobs in chunks:
+            count += len(jobs)
+            run_inference(predictor, jobs, batch_size, workers, on_error, overwrite, max_pixels, written, failed,
+                          summary)
+            if summary.failed and on_error == "fail":
+                break
     rate = len(summary.written) / summary.seconds if summary.seconds else 0.0
-    console.print(f"wrote {len(summary.written)} of {len(jobs)} images to {out_dir} in "
+    console.print(f"wrote {len(summary.written)} of {count} images to {out_dir} in "
                   f"{summary.seconds:.1f}s ({rate:.2f} images/s); {len(summary.failed)} failed",
                   highlight=False)
-    if summary.failed:
-        sys.exit(EXIT_PARTIAL if summary.written and on_error == "skip" else 1)
+    if summary.failed:  # some written: partial (3); none: every input was refused (2)
+        sys.exit(EXIT_PARTIAL if summary.written and on_error == "skip" else 2)
+
+
+def _chunks(items: Iterator, size: int, more_ready: Callable[[], bool]) -> Iterator[list]:
+    """Lists of up to `size` items; a list ends early when no more input is ready now, so a slow
+    producer (`find` on a network drive) sees its first paths run at once."""
+    while True:
+        chunk = []
+        for item in items:
+            chunk.append(item)
+            if len(chunk) >= size or not more_ready():
+                break
+        if not chunk:
+            return
+        yield chunk
+
+
+def _stdin_ready() -> bool:
+    """Whether stdin has bytes ready to read now (True where that cannot be asked)."""
+    try:
+        return bool(select.select([sys.stdin], [], [], 0)[0])
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return True
 
 
 @click.command("export")
@@ -111,24 +144,23 @@ def export_command(checkpoint: Path, out: Path, fmt: str | None, overwrite: bool
     fmt = format_for(out, fmt)
     if half and fmt != "torch":
         raise PanError(f"--half writes pan's own torch file; {fmt} exports keep float32")
-    if fmt == "safetensors":
-        target = out / WEIGHTS_NAME
-        if target.exists() and not overwrite:
-            raise PanError(f"-o {out} already holds {WEIGHTS_NAME}; give --overwrite to replace it")
-        export_safetensors(load_checkpoint(checkpoint), out)
-        emit(str(out))
-        return
-    if out.is_dir():
+    targets = [out / WEIGHTS_NAME, out / CONFIG_NAME] if fmt == "safetensors" else [out]
+    if fmt != "safetensors" and out.is_dir():
         raise PanError(f"-o {out} is a folder; give the file to write, e.g. {out / 'model.pt'}")
-    if out.exists() and out.resolve() == checkpoint.resolve():
-        raise PanError("the export would overwrite its source; choose another -o")
-    if is_run_checkpoint_name(out):
-        raise PanError(f"-o {out} is a name the training run in {out.parent} owns; an export there would "
-                       "replace its checkpoint (choose another name or folder)")
-    if out.exists() and not overwrite:
-        raise PanError(f"-o {out} exists; give --overwrite to replace it")
-    if fmt == "onnx":
-        export_onnx(load_checkpoint(checkpoint), out)
+    for target in targets:
+        if in_run_dir(target):
+            raise PanError(f"-o {out} is in {target.parent}, the folder of the training run: every name there is "
+                           "the run's own (an export could replace a checkpoint or break --resume); choose another "
+                           "folder")
+        if target.exists() and target.resolve() == checkpoint.resolve():
+            raise PanError("the export would overwrite its source; choose another -o")
+        if check_replaceable(target) and not overwrite:
+            raise PanError(f"-o {out}: {target} exists; give --overwrite to replace it")
+    state = load_checkpoint(checkpoint)
+    if fmt == "safetensors":
+        export_safetensors(state, out)
+    elif fmt == "onnx":
+        export_onnx(state, out)
     else:
-        export_weights(checkpoint, out, half=half)
+        export_weights(state, out, half=half)
     emit(str(out))

@@ -11,7 +11,7 @@ from pan_cli.checkpoint import default_checkpoint
 from pan_cli.compare import compare, comparison_data, write_compare_report
 from pan_cli.datasets.layout import detect_layout, find_pairs
 from pan_cli.devices import pick_device
-from pan_cli.evaluation import best_split, matching_files, render, score_files, score_model
+from pan_cli.evaluation import best_split, check_save_folder, matching_files, render, score_files, score_model
 from pan_cli.losses.objectives import OBJECTIVES
 from pan_cli.metrics import Settings
 from pan_cli.options import tile_options
@@ -33,6 +33,7 @@ from pan_cli.tasks import TASKS, make_config
 @click.option("--data", type=click.Path(path_type=Path), help="Dataset whose pairs the model is scored on.")
 @click.option("--split", help="Split of --data (default: test, else val, else the pairs in --data).")
 @click.option("--save", type=click.Path(path_type=Path), help="Also write the model's outputs here.")
+@click.option("--overwrite", is_flag=True, help="--save may replace files that exist.")
 @click.option("--channel", type=click.Choice(["rgb", "y"]), default="rgb", show_default=True,
               help="Score RGB or BT.601 luma (as de-raining papers report).")
 @click.option("--crop-border", type=click.IntRange(min=0), default=0, show_default=True)
@@ -42,8 +43,8 @@ from pan_cli.tasks import TASKS, make_config
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @tile_options
-def eval_command(pred, ref, mask, task, checkpoint, data, split, save, channel, crop_border, no_baselines, as_json,
-                 as_csv, device, tile, tile_overlap) -> None:
+def eval_command(pred, ref, mask, task, checkpoint, data, split, save, overwrite, channel, crop_border, no_baselines,
+                 as_json, as_csv, device, tile, tile_overlap) -> None:
     """PSNR, SSIM, UQI and VIF per image and their mean, on 8-bit images.
 
     Either score existing images (--pred DIR --ref DIR) or a model on a dataset
@@ -58,9 +59,11 @@ def eval_command(pred, ref, mask, task, checkpoint, data, split, save, channel, 
     elif task and data:
         layout = detect_layout(data)
         pairs = find_pairs(layout, split or best_split(layout.splits))
+        if save is not None:
+            check_save_folder(save, pairs, overwrite)
         checkpoint = checkpoint or default_checkpoint(task, lambda m: click.echo(f"pan: {m}", err=True))
         predictor = Predictor.from_checkpoint(checkpoint, task, pick_device(device), tile, tile_overlap)
-        rows = list(score_model(predictor, pairs, settings, save, baselines=not no_baselines))
+        rows = list(score_model(predictor, pairs, settings, save, baselines=not no_baselines, overwrite=overwrite))
     else:
         raise click.UsageError("give --pred and --ref, or --task and --data")
     emit(render(rows, settings, "json" if as_json else "csv" if as_csv else "table"), end="")

@@ -17,7 +17,7 @@ from pan_cli.finetune import finetune_source, finetune_start
 from pan_cli.losses.objectives import OBJECTIVES
 from pan_cli.metrics import Settings
 from pan_cli.networks import GENERATORS, build_generator, count_parameters
-from pan_cli.options import MAX_SIDE, Finite, finite_floats, rain_options, set_threads, settle_rain, usage_config
+from pan_cli.options import MAX_SIDE, Finite, finite_floats, rain_options, set_threads, settle_rain
 from pan_cli.output import emit
 from pan_cli.progress import progress_bar, stderr_console
 from pan_cli.sizes import batchnorm_problem
@@ -154,16 +154,24 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
     start = None
     if finetune:
         settings, start = finetune_start(task, finetune_source(task, finetune), settings, asked)
-    config = usage_config(task, paper=paper, **settings)  # the rest are RunConfig settings; None = default
+    config = make_config(task, paper=paper, **settings)  # the rest are RunConfig settings; None = default
     problem = batchnorm_problem(config)
     if problem:
         raise click.UsageError(problem)
     group, process_device = setup()  # torchrun: join the data-parallel group
     console = stderr_console(quiet or not group.main)
+
+    def say(message: str) -> None:
+        """A message on stderr; a warning shows even with -q (it may mean a setting was not used)."""
+        if message.startswith("warning: ") and quiet and group.main:
+            click.echo(f"pan: {message}", err=True)
+        else:
+            console.print(f"pan: {message}", highlight=False)
+
     found = find_training_data(config, data, val_data)
     console.print(f"data: {found.description}", highlight=False)
     for warning in found.warnings:
-        console.print(f"pan: warning: {warning}", highlight=False)
+        say(f"warning: {warning}")
     val_settings = Settings(channel=TASKS[task].val_channel)
     if found.val_pairs:
         console.print(f"validation: {len(found.val_pairs)} pairs, {val_settings.channel.upper()} PSNR picks best.pt",
@@ -193,7 +201,7 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
         final = train(config, found.pairs, options, resume=resume, steps=steps, on_step=on_step,
                       finetune=start,
                       validate=validator(found.val_pairs, val_settings) if found.val_pairs else None,
-                      warn=lambda message: console.print(f"pan: {message}", highlight=False), asked=asked)
+                      warn=say, asked=asked)
     console.print(f"done: checkpoint {final}", highlight=False)
     if group.main:
         emit(str(final))
