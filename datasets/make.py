@@ -27,7 +27,24 @@ from pan_cli.errors import PanError
 from pan_cli.files import OUTPUT_MARK
 
 BUILTIN = "builtin"  # --from builtin: the photos in scikit-image's wheel
-MAKERS = ("derain", "inpaint", "sketch2photo")
+# One made input (and its hole mask, for inpainting) from a clean photo and a seeded generator.
+Maker = Callable[[torch.Tensor, torch.Generator], "tuple[torch.Tensor, torch.Tensor | None]"]
+
+
+def _with_holes(kind: str) -> Maker:
+    def make(clean: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mask = make_hole(kind, *clean.shape[1:], generator)
+        return fill(clean, mask), mask
+
+    return make
+
+
+# `pan data make TASK`: (the rain model, the hole kind) -> how TASK's inputs are made
+MAKERS: dict[str, Callable[[Rain, str], Maker]] = {
+    "derain": lambda rain, holes: lambda clean, generator: (rain(clean, generator), None),
+    "inpaint": lambda rain, holes: _with_holes(holes),
+    "sketch2photo": lambda rain, holes: lambda clean, generator: (sketch(clean), None),
+}
 
 
 @dataclass(frozen=True)
@@ -115,7 +132,7 @@ def make_dataset(task: str, sources: Sequence[Source], out: Path, fractions: Seq
     (out / OUTPUT_MARK).touch()  # never read back as photos by a later `pan data make --from`
     by_name = {s.name: s for s in sources}
     splits = assign(sorted(by_name), fractions, seed) if len(fractions) > 1 else {"": sorted(by_name)}
-    rain = rain or RainModel()
+    make = MAKERS[task](rain or RainModel(), holes)
     made = Made()
     for split, names in splits.items():
         folder = out / split if split else out
@@ -125,14 +142,9 @@ def make_dataset(task: str, sources: Sequence[Source], out: Path, fractions: Seq
             for draw in range(draws):
                 stem = f"{name}-{draw}" if draws > 1 else name
                 generator = _generator(seed, name, draw)
-                if task == "derain":
-                    made_input = rain(clean, generator)
-                elif task == "inpaint":
-                    mask = make_hole(holes, *clean.shape[1:], generator)
-                    made_input = fill(clean, mask)
+                made_input, mask = make(clean, generator)
+                if mask is not None:
                     write_image(folder / "masks" / f"{stem}.png", mask[None].to(torch.uint8) * 255)
-                else:
-                    made_input = sketch(clean)
                 write_image(folder / "A" / f"{stem}.png", made_input)
                 write_image(folder / "B" / f"{stem}.png", clean)
                 made.counts[split] += 1

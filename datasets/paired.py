@@ -7,6 +7,7 @@ whatever the number of DataLoader workers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -15,13 +16,28 @@ from torch.utils.data import Dataset, Sampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from pan_cli.config import RunConfig
 from pan_cli.datasets.images import ImageReadError, image_size, read_image, to_float
 from pan_cli.datasets.labels import read_input
 from pan_cli.datasets.layout import Pair
 from pan_cli.errors import PanError
 
 ZOOM = (0.15, 1.0)  # --zoom: crops of 15% to all of a photo's area, resized to the crop size
+
+
+@dataclass(frozen=True)
+class Crops:
+    """How training samples are cut from images: what a dataset needs of a run's settings."""
+
+    size: int  # the square crop
+    load_size: int = 0  # resize the shorter side to this first (0: crop at the image's own scale)
+    flip: bool = True
+    zoom: bool = False  # crops of random size and place, resized to `size`
+    direction: str = "AtoB"  # which side of a pair is the input
+    channels: tuple[int, int] = (3, 3)  # of the input and the target
+    label_input: bool = False  # the input is a label map: resized nearest-neighbour
+
+    def transform(self) -> v2.Compose:
+        return paired_transform(self.size, self.load_size, self.flip, self.zoom)
 
 
 def paired_transform(crop: int, load_size: int = 0, flip: bool = True, zoom: bool = False) -> v2.Compose:
@@ -80,17 +96,17 @@ def require_crop(path: Path, crop: int, halves: bool = False) -> None:
 class PairedImages(Dataset):
     """Lazily loaded pairs: each item is read from disk when asked for, never cached."""
 
-    def __init__(self, pairs: Sequence[Pair], config: RunConfig):
+    def __init__(self, pairs: Sequence[Pair], crops: Crops):
         if not pairs:
             raise PanError("no image pairs to train on")
         self.pairs = list(pairs)
-        self.direction = config.direction
-        self.channels = (config.in_channels, config.out_channels)
-        self.crop, self.load_size = config.image_size, config.load_size
-        self.transform = paired_transform(config.image_size, config.load_size, config.flip, config.zoom)
+        self.direction = crops.direction
+        self.channels = crops.channels
+        self.crop, self.load_size = crops.size, crops.load_size
+        self.transform = crops.transform()
         # A label map is a tv_tensors.Mask: v2.Resize then picks nearest-neighbour for it, so a
         # resized map holds only colours (classes) that were in it.
-        self.input_kind = tv_tensors.Mask if config.label_input else tv_tensors.Image
+        self.input_kind = tv_tensors.Mask if crops.label_input else tv_tensors.Image
 
     def __len__(self) -> int:
         return len(self.pairs)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from skimage.draw import line_aa
 from torchvision.transforms.v2.functional import gaussian_blur
 
-from pan_cli.config import RAIN_PRESETS as PRESETS
+PRESETS = ("mixed", "light", "heavy", "photoshop")  # --rain: rain_preset's names
 
 
 def _uniform(generator: torch.Generator, low: float, high: float) -> float:

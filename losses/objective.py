@@ -9,10 +9,11 @@ The pixel term is L1 unless --pixel-loss l2 makes it the mean squared error.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import Protocol, Sequence
 
 import torch
 
+from pan_cli.losses.objectives import Objective
 from pan_cli.losses.terms import (
     PIXEL_LOSSES,
     d_gan_loss,
@@ -22,13 +23,30 @@ from pan_cli.losses.terms import (
     weighted_sum,
 )
 
-if TYPE_CHECKING:
-    from pan_cli.config import RunConfig
-    from pan_cli.discriminator import DOutput
+
+class LossSettings(Protocol):
+    """What the losses read of a run's settings (pan_cli.config.RunConfig has all of it)."""
+
+    loss: Objective
+    lambdas: Sequence[float]
+    margin: float
+    real_label: float
+    gan_form: str
+    lambda_pix: float
+    pixel_loss: str
+    objective: str
+
+
+class Judged(Protocol):
+    """D's verdict on a batch (pan_cli.models.discriminator.DOutput): one logit per image and
+    the hidden layers H_1..H_4."""
+
+    logits: torch.Tensor
+    hidden: Sequence[torch.Tensor]
 
 
 def _perceptual_terms(
-    config: RunConfig, real_hidden: Sequence[torch.Tensor], fake_hidden: Sequence[torch.Tensor]
+    config: LossSettings, real_hidden: Sequence[torch.Tensor], fake_hidden: Sequence[torch.Tensor]
 ) -> dict[str, torch.Tensor]:
     distances = perceptual_distances(real_hidden, fake_hidden)
     terms = {f"P{j}": p for j, p in enumerate(distances, start=1)}
@@ -36,7 +54,7 @@ def _perceptual_terms(
     return terms
 
 
-def discriminator_loss(config: RunConfig, real: DOutput, fake: DOutput) -> dict[str, torch.Tensor]:
+def discriminator_loss(config: LossSettings, real: Judged, fake: Judged) -> dict[str, torch.Tensor]:
     """D's loss. The hinge's gradient flows through both H_j(y) and H_j(T(x)): while the
     discrepancy is below m, D is pushed to find features where real and output differ more.
     `fake` must come from a detached T(x) so that no gradient reaches T."""
@@ -51,10 +69,10 @@ def discriminator_loss(config: RunConfig, real: DOutput, fake: DOutput) -> dict[
 
 
 def transformer_loss(
-    config: RunConfig,
+    config: LossSettings,
     output: torch.Tensor,
     target: torch.Tensor,
-    fake: DOutput | None = None,
+    fake: Judged | None = None,
     real_hidden: Sequence[torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """T's loss. `real_hidden` (D's features of the target) is treated as a constant: only

@@ -20,6 +20,8 @@ class Objective:
         return 2 if self.uses_d else 1
 
 
+PAN = "pan"  # the paper's objective: `pan compare` measures the others against it
+
 OBJECTIVES: dict[str, Objective] = {
     "pan": Objective("pan", uses_d=True, perceptual=True),
     "pix2pix": Objective("pix2pix", uses_d=True, perceptual=False,

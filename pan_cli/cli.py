@@ -15,7 +15,7 @@ from pan_cli.commands.score import compare_command, eval_command, report_command
 from pan_cli.commands.serve import serve_command
 from pan_cli.commands.train import tasks_command, train_command
 from pan_cli.errors import PanError, RunFailure
-from pan_cli.training import EXIT_INTERRUPTED, Interrupted
+from pan_cli.train.loop import EXIT_INTERRUPTED, Interrupted
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a Unix tool killed by it: the reader closed the pipe
 

@@ -11,11 +11,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from pan_cli.datasets.rain import PRESETS as RAIN_PRESETS
 from pan_cli.errors import PanError
 from pan_cli.losses.objectives import OBJECTIVES, Objective
 from pan_cli.losses.terms import PIXEL_LOSSES
-
-RAIN_PRESETS = ("mixed", "light", "heavy", "photoshop")  # datasets/rain.py's PRESETS
 
 GAN_FORMS = ("saturating", "non-saturating")
 SYNTHESIZERS = ("", "rain", "holes")
@@ -142,6 +141,12 @@ class RunConfig:
                 good = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
             if not good:
                 raise PanError(f"setting {f.name!r} must be {FIELD_NAMES[kind]}, not {value!r:.60}")
+
+    @property
+    def takes_mask(self) -> bool:
+        """T's input carries the hole mask as its last channel (a fully convolutional inpainting
+        T; the context encoder takes the paper's mean-colour-filled centre instead)."""
+        return self.in_channels == self.out_channels + 1
 
     @property
     def loss(self) -> Objective:

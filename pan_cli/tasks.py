@@ -4,12 +4,16 @@ RunConfig is made from them, the --paper preset and the user's overrides."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, Callable, Sequence
 
 from pan_cli.config import RunConfig
+from pan_cli.datasets.paired import Crops, PairedImages
+from pan_cli.datasets.rain import Rain, RainModel, rain_preset
+from pan_cli.datasets.synthesized import SynthesizedPairs, Synthesizer, centre_hole, rainy, random_holes
 from pan_cli.errors import PanError
 from pan_cli.losses.objectives import OBJECTIVES
-from pan_cli.networks import GENERATORS, check_size
+from pan_cli.models.networks import GENERATORS, check_size
 
 
 @dataclass(frozen=True)
@@ -32,10 +36,18 @@ class Task:
     objective: str = "pan"
     synthesizer: str = ""  # how inputs are made from clean photos ("rain", "holes"); "" none
     always_synthesize: bool = False  # trains from clean photos only (inpaint)
+    fills_holes: bool = False  # each input comes with a mask of what to fill (inpaint)
+    compare_size: int = 0  # `pan compare`'s default crop (0: the task's image_size)
+    builtin_data: bool = False  # `pan compare` has built-in data for it (rain on scikit-image's photos)
     label_input: bool = False
     make_size: int = 0  # `pan data make`: resize the shorter side and centre-crop to this (0: keep)
     no_data: str = ""  # what to tell a user who gave no --data
     val_channel: str = "rgb"  # what validation PSNR is taken on ("y": luma, as de-raining papers score)
+
+    @property
+    def takes_rain(self) -> bool:
+        """Its inputs are made with rain (the --rain options apply)."""
+        return self.synthesizer == "rain"
 
     def defaults(self) -> dict[str, Any]:
         return {
@@ -64,6 +76,8 @@ TASKS: dict[str, Task] = {
         residual=True,
         synthesizer="rain",
         val_channel="y",
+        compare_size=96,  # CPU-sized
+        builtin_data=True,
         no_data="give --data: a folder of rainy/clean pairs, or of clean photos with --synthesize "
                 "(`pan data make derain --from builtin -o pairs` writes pairs from built-in photos)",
     ),
@@ -76,6 +90,7 @@ TASKS: dict[str, Task] = {
         load_size=150,
         synthesizer="holes",
         always_synthesize=True,
+        fills_holes=True,
         make_size=128,
         no_data="give --data: a folder of clean photos (holes are made on the fly)",
     ),
@@ -124,6 +139,34 @@ PAPER = {
 PAPER_SIZES = {"inpaint": (128, 0)}  # (image_size, load_size); the rest resize 286, crop 256
 
 # What each objective implies unless the user says otherwise.
+def rain_model(config: RunConfig) -> Rain:
+    """The rain of config.rain; the --rain-* ranges shape its light streaks."""
+    light = RainModel(density=config.rain_density, length=config.rain_length, angle=config.rain_angle,
+                      intensity=config.rain_intensity)
+    return rain_preset(config.rain, light)
+
+
+# config.synthesize -> the synthesizer its inputs are made with: (clean uint8 crop, generator)
+# -> (input, target); module-level functions and partials, which DataLoader workers can pickle
+SYNTHESIZERS: dict[str, Callable[[RunConfig], Synthesizer]] = {
+    "rain": lambda config: partial(rainy, rain_model(config)),
+    "holes": lambda config: random_holes if config.takes_mask else centre_hole,
+}
+
+
+def crops(config: RunConfig) -> Crops:
+    """How a run's training samples are cut (what the datasets need of its settings)."""
+    return Crops(config.image_size, config.load_size, config.flip, config.zoom, config.direction,
+                 (config.in_channels, config.out_channels), config.label_input)
+
+
+def training_set(config: RunConfig, sources: Sequence) -> PairedImages | SynthesizedPairs:
+    """The training samples: pairs from disk, or (config.synthesize) inputs made from photos."""
+    if config.synthesize:
+        return SynthesizedPairs(sources, crops(config), SYNTHESIZERS[config.synthesize](config))
+    return PairedImages(sources, crops(config))
+
+
 def get_task(name: str) -> Task:
     if name not in TASKS:
         raise PanError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
@@ -144,13 +187,15 @@ def make_config(task_name: str, paper: bool = False, **overrides: Any) -> RunCon
         raise PanError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
     values.update(OBJECTIVES[objective].implies)
     values.update(given)
-    if values["synthesize"] == "holes" and values["residual"]:
-        raise PanError("inpaint needs no --residual: known pixels already pass through unchanged")
+    if task.fills_holes and values["residual"]:
+        raise PanError(f"{task.name} needs no --residual: known pixels already pass through unchanged")
     if values["generator"] not in GENERATORS:
         raise PanError(f"unknown generator {values['generator']!r}; choose one of {', '.join(GENERATORS)}")
-    if task.name == "inpaint" and values["generator"] != "context-encoder":
-        values.setdefault("in_channels", 4)  # image + hole mask for fully convolutional T
-    if getattr(GENERATORS[values["generator"]], "needs_mask", False) and task.name != "inpaint":
-        raise PanError(f"generator {values['generator']!r} fills holes: use it with task inpaint")
+    generator = GENERATORS[values["generator"]]
+    if task.fills_holes and generator.geometry.any_size:
+        values.setdefault("in_channels", 4)  # image + hole mask for a fully convolutional T
+    if generator.needs_mask and not task.fills_holes:
+        fillers = ", ".join(name for name, t in TASKS.items() if t.fills_holes)
+        raise PanError(f"generator {values['generator']!r} fills holes: use it with task {fillers}")
     check_size(values["generator"], values["image_size"])
     return RunConfig(**values)

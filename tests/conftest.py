@@ -35,7 +35,7 @@ def small_run(rain_pairs: Path, run: Path, steps: int = 4, resume: str | None = 
     the warnings it gave)."""
     from pan_cli.datasets.layout import detect_layout, find_pairs
     from pan_cli.tasks import make_config
-    from pan_cli.training import TrainOptions, train
+    from pan_cli.train.loop import TrainOptions, train
 
     config = make_config("derain", image_size=24, batch_size=2, steps=steps)
     options = TrainOptions(run_dir=run, checkpoint_every=2, sample_every=0, keep=keep)

@@ -79,7 +79,7 @@ def test_infer_uses_the_runs_latest_checkpoint_by_default(checkpoint, tmp_path, 
 
 def test_infer_output_matches_the_library_prediction(checkpoint, tmp_path, run_pan):
     from pan_cli.datasets.images import to_float, to_uint8
-    from pan_cli.predictor import Predictor
+    from pan_cli.infer.predictor import Predictor
 
     image = crop("chelsea", 40, 56)
     write_image(tmp_path / "x.png", image)

@@ -13,7 +13,7 @@ from pan_cli.datasets.images import ImageReadError, read_image, write_image
 from pan_cli.datasets.layout import detect_layout, find_pairs
 from pan_cli.datasets.paired import PairedImages, StepBatches, load_pair
 from pan_cli.errors import PanError
-from pan_cli.tasks import make_config
+from pan_cli.tasks import crops, make_config
 from tests.conftest import crop
 
 
@@ -103,16 +103,16 @@ def test_one_random_crop_and_flip_is_shared_by_input_and_target(tmp_path):
     same = crop("astronaut", 48, 64)
     for side in ("A", "B"):
         write_image(tmp_path / side / "x.png", same)
-    dataset = PairedImages(find_pairs(detect_layout(tmp_path)), make_config("derain", image_size=24))
-    crops = [dataset[(0, seed)] for seed in range(8)]
-    assert all(torch.equal(x, y) for x, y in crops)
-    assert len({x.sum().item() for x, _ in crops}) > 1  # the crops do differ between seeds
-    x, _ = crops[0]
+    dataset = PairedImages(find_pairs(detect_layout(tmp_path)), crops(make_config("derain", image_size=24)))
+    samples = [dataset[(0, seed)] for seed in range(8)]
+    assert all(torch.equal(x, y) for x, y in samples)
+    assert len({x.sum().item() for x, _ in samples}) > 1  # the crops do differ between seeds
+    x, _ = samples[0]
     assert x.shape == (3, 24, 24) and x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
 
 
 def test_image_smaller_than_the_crop_is_named(rain_pairs):
-    dataset = PairedImages(find_pairs(detect_layout(rain_pairs)), make_config("derain", image_size=56))
+    dataset = PairedImages(find_pairs(detect_layout(rain_pairs)), crops(make_config("derain", image_size=56)))
     with pytest.raises(ImageReadError, match="64x48, smaller than the 56x56 training crop"):
         dataset.check_sizes()
 

@@ -172,12 +172,11 @@ def test_rain_ranges_reach_the_synthesizer_in_data_make_and_in_training(photos, 
 
 
 def test_synthesized_datasets_pickle_for_spawned_workers(photos):
-    from pan_cli.datasets.synthesized import SynthesizedPairs
-    from pan_cli.tasks import make_config
+    from pan_cli.tasks import make_config, training_set
 
     for config in (make_config("derain", synthesize="rain", image_size=32), make_config("inpaint"),
                    make_config("inpaint", generator="unet")):
-        dataset = pickle.loads(pickle.dumps(SynthesizedPairs(list_images(photos), config)))
+        dataset = pickle.loads(pickle.dumps(training_set(config, list_images(photos))))
         x, y = dataset[(0, 5)]
         assert x.shape[0] == config.in_channels and y.shape[0] == 3
 

@@ -10,12 +10,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-import pan_cli.training as training
-from pan_cli.checkpoint import load_checkpoint
+import pan_cli.train.loop as training
 from pan_cli.datasets.layout import detect_layout, find_pairs
-from pan_cli.distributed import Group
+from pan_cli.store.checkpoint import load_checkpoint
 from pan_cli.tasks import make_config
-from pan_cli.training import TrainOptions, train
+from pan_cli.train.distributed import Group
+from pan_cli.train.loop import TrainOptions, train
 
 STEPS = 3
 

@@ -10,9 +10,9 @@ import math
 import pytest
 import torch
 
-from pan_cli.checkpoint import load_checkpoint
 from pan_cli.datasets.images import read_image, write_image
-from pan_cli.metrics import Settings, score
+from pan_cli.score.metrics import Settings, score
+from pan_cli.store.checkpoint import load_checkpoint
 from tests.conftest import crop, make_rain_pairs
 
 

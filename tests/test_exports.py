@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from pan_cli.checkpoint import PRETRAINED, load_checkpoint
 from pan_cli.datasets.images import read_image, write_image
-from pan_cli.exports import inference_net
+from pan_cli.models.networks import fold_batchnorm
+from pan_cli.store.checkpoint import PRETRAINED, load_checkpoint
+from pan_cli.store.model import inference_generator
 from tests.conftest import crop
 
 onnxruntime = pytest.importorskip("onnxruntime")  # in the dev extra: CI runs these
@@ -23,7 +24,7 @@ def test_onnx_export_matches_eager_pytorch_at_two_sizes(source, tmp_path, run_pa
     result = run_pan("export", checkpoint, "-o", tmp_path / "model.onnx")
     assert result.exit_code == 0, result.stderr
     state = load_checkpoint(checkpoint)
-    net = inference_net(state)
+    net = fold_batchnorm(inference_generator(state)).eval()
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
     channels = state["config"].in_channels
     for height, width in ((64, 96), (75, 130)):  # the second is no multiple of a U-Net's 2^k
@@ -42,7 +43,7 @@ def test_onnx_export_matches_eager_pytorch_at_two_sizes(source, tmp_path, run_pa
 
 def _eager(net, image, state):
     """What pan infer computes: padded (edge pixels) up to the generator's multiple, cropped back."""
-    from pan_cli.predictor import Predictor
+    from pan_cli.infer.predictor import Predictor
 
     return Predictor(state["config"], net, torch.device("cpu"), tile=0)(image).numpy()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pan_cli.checkpoint import load_checkpoint
+from pan_cli.store.checkpoint import load_checkpoint
 from pan_cli.tasks import make_config
 
 

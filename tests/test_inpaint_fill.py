@@ -10,10 +10,10 @@ import pytest
 import torch
 from skimage.restoration import inpaint_biharmonic
 
-from pan_cli.baselines import biharmonic_fill, mean_colour_fill
 from pan_cli.datasets.holes import HOLE_KINDS, centre_mask, fill, make_hole, random_mask
-from pan_cli.inpainting import _fill_at_scale, fill_scales, inpaint
-from pan_cli.predictor import Predictor
+from pan_cli.infer.inpainting import _fill_at_scale, fill_scales, inpaint
+from pan_cli.infer.predictor import Predictor
+from pan_cli.score.baselines import biharmonic_fill, mean_colour_fill
 from tests.conftest import crop
 
 

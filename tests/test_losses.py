@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from pan_cli.discriminator import Discriminator
 from pan_cli.errors import PanError
 from pan_cli.losses import (
     d_gan_loss,
@@ -18,6 +17,7 @@ from pan_cli.losses import (
     transformer_loss,
     weighted_sum,
 )
+from pan_cli.models.discriminator import Discriminator
 from pan_cli.tasks import make_config
 
 

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from pan_cli.memory import activation_bytes_per_pixel, max_pixels
+from pan_cli.infer.memory import activation_bytes_per_pixel, max_pixels
 
 
 def test_peak_activation_bytes_follow_what_is_alive_at_once():
@@ -16,7 +16,7 @@ def test_peak_activation_bytes_follow_what_is_alive_at_once():
 
 
 def test_max_pixels_is_free_memory_over_bytes_per_pixel(monkeypatch):
-    import pan_cli.memory as memory
+    import pan_cli.infer.memory as memory
 
     monkeypatch.setattr(memory, "free_bytes", lambda device: 10 * 2**30)
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
@@ -26,8 +26,8 @@ def test_max_pixels_is_free_memory_over_bytes_per_pixel(monkeypatch):
 def test_an_inpainting_model_budgets_its_fill_buffers_too(monkeypatch, trained_inpaint_unet, trained_checkpoint):
     """A tiled image costs its own copies (32 bytes per pixel); filling holes adds the
     mean-colour fill, its mirror image and the float sum of the averaged passes (56 more)."""
-    import pan_cli.memory as memory
-    from pan_cli.predictor import Predictor
+    import pan_cli.infer.memory as memory
+    from pan_cli.infer.predictor import Predictor
 
     monkeypatch.setattr(memory, "free_bytes", lambda device: 4 * 2**30)
     cpu = torch.device("cpu")

@@ -8,7 +8,7 @@ import torch
 from sewar.full_ref import vifp
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from pan_cli.metrics import Settings, prepare, psnr, score, ssim, to_y
+from pan_cli.score.metrics import Settings, prepare, psnr, score, ssim, to_y
 from tests.conftest import crop
 
 rng = np.random.default_rng(0)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pan_cli.discriminator import Discriminator, build_discriminator
 from pan_cli.errors import PanError
-from pan_cli.networks import IDCGAN, ContextEncoder, UNet, build_generator, count_parameters, geometry
+from pan_cli.models.discriminator import Discriminator, build_discriminator
+from pan_cli.models.networks import IDCGAN, ContextEncoder, UNet, build_generator, count_parameters, geometry
 from pan_cli.tasks import make_config
 
 
@@ -125,7 +125,7 @@ def _stroke_on_astronaut() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_smooth_fill_keeps_known_pixels_and_fills_a_stroke_far_better_than_a_flat_colour():
-    from pan_cli.fill_unet import smooth_fill
+    from pan_cli.models.fill_unet import smooth_fill
 
     image, mask = _stroke_on_astronaut()
     known = (~mask).float()[None, None]
@@ -141,7 +141,7 @@ def test_smooth_fill_keeps_known_pixels_and_fills_a_stroke_far_better_than_a_fla
 
 @pytest.mark.parametrize("generator", ["unet-fill", "unet-fill-wide"])
 def test_unet_fill_starts_as_its_smooth_fill_and_passes_known_pixels_through(generator):
-    from pan_cli.fill_unet import smooth_fill
+    from pan_cli.models.fill_unet import smooth_fill
 
     image, mask = _stroke_on_astronaut()
     T = build_generator(make_config("inpaint", generator=generator, image_size=128)).eval()

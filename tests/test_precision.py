@@ -11,10 +11,10 @@ import torch
 
 from pan_cli.datasets.images import write_image
 from pan_cli.devices import resolve_precision
-from pan_cli.discriminator import Discriminator
-from pan_cli.networks import GENERATORS, output_size
+from pan_cli.models.discriminator import Discriminator
+from pan_cli.models.networks import GENERATORS, output_size
 from pan_cli.tasks import make_config
-from pan_cli.train_step import Models, d_step, t_step
+from pan_cli.train.step import Models, d_step, t_step
 from tests.conftest import crop
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pan_cli.checkpoint import PRETRAINED, load_checkpoint
 from pan_cli.datasets.images import read_image, write_image
 from pan_cli.datasets.photos import HELD_OUT_PHOTOS, builtin_photo
 from pan_cli.datasets.rain import RainModel
-from pan_cli.metrics import psnr
+from pan_cli.score.metrics import psnr
+from pan_cli.store.checkpoint import PRETRAINED, load_checkpoint
 
 
 @pytest.mark.parametrize("task, generator, mib", [("derain", "dilated", 4), ("inpaint", "unet-fill", 25)])
@@ -50,9 +50,9 @@ def test_eval_with_no_run_scores_the_shipped_model(tmp_path, run_pan, monkeypatc
 
 def test_infer_inpaint_with_no_run_fills_any_size_keeps_the_rest_and_beats_a_mean_colour_fill(tmp_path, run_pan,
                                                                                              monkeypatch):
-    from pan_cli.baselines import mean_colour_fill
     from pan_cli.datasets.holes import make_hole
-    from pan_cli.metrics import hole_scores
+    from pan_cli.score.baselines import mean_colour_fill
+    from pan_cli.score.metrics import hole_scores
 
     monkeypatch.chdir(tmp_path)  # no runs/inpaint here
     sizes = {"chelsea": (221, 301), "coffee": (157, 383)}  # odd sizes, no multiple of the U-Net's 2^k

@@ -15,14 +15,14 @@ import pytest
 import torch
 from PIL import Image
 
-from pan_cli.checkpoint import PRETRAINED, load_checkpoint
 from pan_cli.datasets.images import read_image, write_image
 from pan_cli.datasets.labels import colourize, read_input
-from pan_cli.inference import run_inference
-from pan_cli.jobs import Job, iter_jobs
-from pan_cli.metrics import _vif_channel
-from pan_cli.predictor import Predictor
-from pan_cli.tiling import plan, starts
+from pan_cli.infer.files import run_inference
+from pan_cli.infer.jobs import Job, iter_jobs
+from pan_cli.infer.predictor import Predictor
+from pan_cli.infer.tiling import plan, starts
+from pan_cli.score.metrics import _vif_channel
+from pan_cli.store.checkpoint import PRETRAINED, load_checkpoint
 from tests.conftest import crop, small_run
 
 CPU = torch.device("cpu")
@@ -227,7 +227,7 @@ def test_14_eval_pred_ref_refuses_images_past_the_memory_budget(run_pan, tmp_pat
     for side in ("pred", "ref"):
         (tmp_path / side).mkdir()
         Image.new("1", (3000, 3000)).save(tmp_path / side / "a.png")  # 9 MP in a few KB
-    monkeypatch.setattr("pan_cli.memory.free_bytes", lambda device: 2**30)  # 1 GiB free: ~2.7 MP at 280 B/px
+    monkeypatch.setattr("pan_cli.infer.memory.free_bytes", lambda device: 2**30)  # 1 GiB free: ~2.7 MP at 280 B/px
     refused(run_pan("eval", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref"), "a.png", "over the limit")
 
 

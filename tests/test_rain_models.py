@@ -78,6 +78,6 @@ def test_training_synthesizes_every_preset_and_stores_it(preset, tmp_path, run_p
                      "--steps", "1", "--image-size", "32", "--batch-size", "2", "--run-dir", tmp_path / "run",
                      "--sample-every", "0", "-q")
     assert result.exit_code == 0, result.stderr
-    from pan_cli.checkpoint import load_checkpoint
+    from pan_cli.store.checkpoint import load_checkpoint
 
     assert load_checkpoint(tmp_path / "run" / "latest.pt")["config"].rain == preset

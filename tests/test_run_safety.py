@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from pan_cli.checkpoint import load_checkpoint
 from pan_cli.errors import PanError
+from pan_cli.store.checkpoint import load_checkpoint
 from tests.conftest import small_run
 
-HOLD_LOCK = "import sys, time; from pathlib import Path; from pan_cli.runlock import run_dir_lock\n" \
+HOLD_LOCK = "import sys, time; from pathlib import Path; from pan_cli.train.lock import run_dir_lock\n" \
             "with run_dir_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)"
 
 

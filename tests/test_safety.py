@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pan_cli.checkpoint import load_checkpoint
 from pan_cli.datasets.images import ImageReadError, read_image, write_image
 from pan_cli.datasets.layout import detect_layout, find_pairs
 from pan_cli.errors import PanError
+from pan_cli.store.checkpoint import load_checkpoint
 from pan_cli.tasks import make_config
-from pan_cli.training import TrainOptions, train
+from pan_cli.train.loop import TrainOptions, train
 from tests.conftest import crop, small_run
 
 PAN = [sys.executable, "-m", "pan_cli"]
@@ -286,7 +286,7 @@ def test_a_tiny_file_that_decodes_to_100_megapixels_fails_alone_in_one_line(tmp_
 
 
 def test_an_image_that_runs_out_of_memory_fails_alone(tmp_path, trained_checkpoint, run_pan, monkeypatch):
-    from pan_cli.predictor import Predictor
+    from pan_cli.infer.predictor import Predictor
 
     run = Predictor.__call__
 

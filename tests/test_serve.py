@@ -17,9 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-from pan_cli.checkpoint import PRETRAINED
 from pan_cli.datasets.images import write_image
 from pan_cli.datasets.photos import builtin_photo
+from pan_cli.store.checkpoint import PRETRAINED
 
 IN_CI = os.environ.get("CI") == "true"
 try:
@@ -30,7 +30,7 @@ except ImportError:  # CI installs the extra (make test installs '.[dev]'): neve
         raise
     pytest.skip("pip install 'pan[serve]'", allow_module_level=True)
 
-from pan_cli.serve import SMALL_PIXELS, Model, allowed_hosts, create_app, find_models  # noqa: E402
+from pan_cli.serve.app import SMALL_PIXELS, Model, allowed_hosts, create_app, find_models  # noqa: E402
 
 CPU = torch.device("cpu")
 

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from pan_cli.checkpoint import load_checkpoint
+from pan_cli.store.checkpoint import load_checkpoint
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

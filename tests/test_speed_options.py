@@ -7,15 +7,15 @@ import math
 import pytest
 import torch
 
-from pan_cli.checkpoint import load_checkpoint
 from pan_cli.datasets.layout import detect_layout, find_pairs
-from pan_cli.discriminator import build_discriminator
 from pan_cli.errors import PanError
-from pan_cli.networks import build_generator, fold_batchnorm
-from pan_cli.predictor import Predictor
+from pan_cli.infer.predictor import Predictor
+from pan_cli.models.discriminator import build_discriminator
+from pan_cli.models.networks import build_generator, fold_batchnorm
+from pan_cli.store.checkpoint import load_checkpoint
 from pan_cli.tasks import make_config
-from pan_cli.train_step import Models
-from pan_cli.training import TrainOptions, train
+from pan_cli.train.loop import TrainOptions, train
+from pan_cli.train.step import Models
 
 
 @pytest.mark.parametrize("generator, size", [("unet", 64), ("idcgan", 24), ("context-encoder", 128)])

@@ -6,13 +6,13 @@ from __future__ import annotations
 import torch
 from torchvision import tv_tensors
 
-from pan_cli.checkpoint import load_checkpoint
 from pan_cli.datasets.images import read_image, write_image
 from pan_cli.datasets.labels import CITYSCAPES_COLOURS, colourize
 from pan_cli.datasets.layout import Pair
 from pan_cli.datasets.paired import PairedImages
-from pan_cli.networks import build_generator
-from pan_cli.tasks import make_config
+from pan_cli.models.networks import build_generator
+from pan_cli.store.checkpoint import load_checkpoint
+from pan_cli.tasks import crops, make_config
 from tests.conftest import crop
 
 
@@ -51,11 +51,11 @@ def test_label_maps_are_resized_nearest_neighbour_never_interpolated(tmp_path):
     write_image(tmp_path / "B" / "x_.png", colourize(ids))  # B: the label map (BtoA)
     pair = Pair(tmp_path / "A" / "x.png", tmp_path / "B" / "x_.png", "x")
     config = make_config("labels2street", image_size=64, load_size=83)
-    x, y = PairedImages([pair], config)[(0, 123)]
+    x, y = PairedImages([pair], crops(config))[(0, 123)]
     colours = {tuple(c) for c in ((x + 1) * 127.5).round().to(torch.uint8).flatten(1).T.tolist()}
     assert colours <= set(CITYSCAPES_COLOURS)  # only classes that exist: no blends at region borders
     assert len(((y + 1) * 127.5).round().flatten(1).T.unique(dim=0)) > 100  # the photo is interpolated
-    assert isinstance(PairedImages([pair], config).input_kind(x), tv_tensors.Mask)
+    assert isinstance(PairedImages([pair], crops(config)).input_kind(x), tv_tensors.Mask)
 
 
 def test_infer_refuses_a_mask_of_another_size_and_an_input_without_mask(run_pan, tmp_path, trained_inpaint_unet):

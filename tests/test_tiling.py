@@ -1,5 +1,5 @@
 """Tiled inference equals whole-image inference, for every generator that tiles; streamed
-inference (pan_cli.streaming) too, for the generators that stream."""
+inference (pan_cli.models.streaming) too, for the generators that stream."""
 
 import pytest
 import torch
@@ -9,10 +9,10 @@ from torch import nn
 from pan_cli.config import RunConfig
 from pan_cli.datasets.images import read_image, write_image
 from pan_cli.datasets.photos import builtin_photo
-from pan_cli.networks import build_generator, fold_batchnorm, geometry
-from pan_cli.predictor import Predictor
-from pan_cli.streaming import Conv, layers, run_streamed
-from pan_cli.tiling import TilePlan, run_tiled, starts
+from pan_cli.infer.predictor import Predictor
+from pan_cli.infer.tiling import TilePlan, run_tiled, starts
+from pan_cli.models.networks import build_generator, fold_batchnorm, geometry
+from pan_cli.models.streaming import Conv, layers, run_streamed
 
 CPU = torch.device("cpu")
 # (generator, input channels, image size, tile side): images that fit whole and need several tiles
@@ -24,7 +24,7 @@ STARTS_AT_ZERO = ("prenet", "unet-fill")  # their last layer starts at zero: giv
 
 
 def _net(generator: str, in_channels: int) -> tuple[RunConfig, torch.nn.Module]:
-    config = RunConfig(task="t", generator=generator, image_size=64, in_channels=in_channels,
+    config = RunConfig(task="derain", generator=generator, image_size=64, in_channels=in_channels,
                        residual=generator == "prenet")
     torch.manual_seed(0)
     net = build_generator(config)
@@ -93,7 +93,7 @@ def test_predict_reads_a_large_uint8_image_tile_by_tile_and_matches_whole(monkey
     config, net = _net("idcgan", 3)
     image = builtin_photo("coffee")[:, :200, :260]
     reads = []
-    import pan_cli.predictor as predictor_module
+    import pan_cli.infer.predictor as predictor_module
 
     region = predictor_module._region
     monkeypatch.setattr(predictor_module, "_region", lambda img, *box: reads.append(box) or region(img, *box))
@@ -150,7 +150,7 @@ def test_a_tile_smaller_than_the_overlap_is_one_line(tmp_path, run_pan, trained_
 
 def _random_net(generator: str, residual: bool) -> tuple[RunConfig, nn.Module]:
     """A generator whose every layer does something (fresh ones start near silent or at zero)."""
-    config = RunConfig(task="t", generator=generator, image_size=64, residual=residual)
+    config = RunConfig(task="derain", generator=generator, image_size=64, residual=residual)
     torch.manual_seed(0)
     net = build_generator(config)
     for module in net.modules():
@@ -169,7 +169,7 @@ def test_streamed_output_equals_whole_image_output(monkeypatch, generator, resid
     config, net = _random_net(generator, residual)
     net = fold_batchnorm(net)
     x = torch.rand(2, 3, 97, 61) * 2 - 1
-    monkeypatch.setattr("pan_cli.streaming.BAND_PIXELS", 61 * rows_per_band)
+    monkeypatch.setattr("pan_cli.models.streaming.BAND_PIXELS", 61 * rows_per_band)
     reads = []
 
     def source(top, bottom, left, right):
@@ -194,29 +194,30 @@ def test_only_stride_1_same_convolutions_and_pointwise_layers_stream():
         with pytest.raises(ValueError, match="not a convolution or a pointwise layer in eval mode"):
             layers(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), module))
     assert len(layers(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8).eval(), nn.ReLU())).parts) == 3
-    assert build_generator(RunConfig(task="t", generator="unet-slim", image_size=64, residual=True)).stream() is None
+    unet = RunConfig(task="derain", generator="unet-slim", image_size=64, residual=True)
+    assert build_generator(unet).stream() is None
 
 
 def test_auto_streams_a_large_image_band_by_band_and_falls_back_to_tiles_when_a_band_is_too_wide(monkeypatch):
     """--tile auto on an image larger than a tile: a generator that streams reads full-width
     bands and never tiles; when a band and its held rows would not fit the budget, it tiles."""
-    import pan_cli.predictor as predictor_module
+    import pan_cli.infer.predictor as predictor_module
 
     config, net = _random_net("dilated", True)
     image = ((_photo((330, 301), 3)[0] + 1) * 127.5).round().to(torch.uint8)
     whole = Predictor(config, net, CPU, tile=0).predict(image)
-    monkeypatch.setattr("pan_cli.streaming.BAND_PIXELS", 301 * 8)
+    monkeypatch.setattr("pan_cli.models.streaming.BAND_PIXELS", 301 * 8)
     region, tiled = predictor_module._region, predictor_module.run_tiled
     reads, tilings = [], []
     monkeypatch.setattr(predictor_module, "_region", lambda img, *box: reads.append(box) or region(img, *box))
     monkeypatch.setattr(predictor_module, "run_tiled", lambda *args: tilings.append(1) or tiled(*args))
     # 576 bytes per pixel: a 228 px tile, raised to the least (280: twice the overlap), and
     # 301 x (8 + 124) x 576 = 22.9 MB for a band and its held rows
-    monkeypatch.setattr("pan_cli.tiling.TILE_BUDGET", 30e6)
+    monkeypatch.setattr("pan_cli.infer.tiling.TILE_BUDGET", 30e6)
     streamed = Predictor(config, net, CPU).predict(image)
     assert not tilings and len(reads) == -(-330 // 8) and all(box[2:] == (0, 301) for box in reads)
     assert ((streamed.int() - whole.int()).abs() <= 1).float().mean() >= 0.999
-    monkeypatch.setattr("pan_cli.streaming.BAND_PIXELS", 301 * 200)  # 301 x (200 + 124) x 576 = 56 MB
+    monkeypatch.setattr("pan_cli.models.streaming.BAND_PIXELS", 301 * 200)  # 301 x (200 + 124) x 576 = 56 MB
     reads.clear()
     tiled_out = Predictor(config, net, CPU).predict(image)
     assert tilings and all(right - left <= 280 for _, _, left, right in reads)
@@ -224,12 +225,12 @@ def test_auto_streams_a_large_image_band_by_band_and_falls_back_to_tiles_when_a_
 
 
 def test_infer_tile_auto_streams_to_the_whole_image_result(tmp_path, monkeypatch, run_pan, trained_checkpoint):
-    import pan_cli.predictor as predictor_module
+    import pan_cli.infer.predictor as predictor_module
 
     streamed_runs = []
     run_streamed_ = predictor_module.run_streamed
-    monkeypatch.setattr("pan_cli.tiling.TILE_BUDGET", 30e6)  # idcgan: 125 px tiles, so the photo must be cut
-    monkeypatch.setattr("pan_cli.streaming.BAND_PIXELS", 170 * 8)
+    monkeypatch.setattr("pan_cli.infer.tiling.TILE_BUDGET", 30e6)  # idcgan: 125 px tiles, so the photo must be cut
+    monkeypatch.setattr("pan_cli.models.streaming.BAND_PIXELS", 170 * 8)
     monkeypatch.setattr(predictor_module, "run_tiled", lambda *args: pytest.fail("tiled, not streamed"))
     monkeypatch.setattr(predictor_module, "run_streamed", lambda *args: streamed_runs.append(1) or run_streamed_(*args))
     whole, streamed = _infer_whole_and("auto", tmp_path, run_pan, trained_checkpoint,

@@ -9,14 +9,14 @@ import signal
 import pytest
 import torch
 
-from pan_cli.checkpoint import load_checkpoint
 from pan_cli.datasets.images import read_image, to_float, to_uint8
 from pan_cli.datasets.layout import detect_layout, find_pairs
 from pan_cli.errors import PanError
-from pan_cli.metrics import psnr
-from pan_cli.predictor import Predictor
+from pan_cli.infer.predictor import Predictor
+from pan_cli.score.metrics import psnr
+from pan_cli.store.checkpoint import load_checkpoint
 from pan_cli.tasks import make_config
-from pan_cli.training import Interrupted, TrainOptions, train
+from pan_cli.train.loop import Interrupted, TrainOptions, train
 from tests.conftest import make_rain_pairs
 
 

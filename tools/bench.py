@@ -24,9 +24,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pan_cli.devices import pick_device
 from pan_cli.errors import PanError
-from pan_cli.networks import GENERATORS, fold_batchnorm
+from pan_cli.models.networks import GENERATORS, fold_batchnorm
 from pan_cli.tasks import make_config
-from pan_cli.train_step import Models, d_step, t_step
+from pan_cli.train.step import Models, d_step, t_step
 
 
 def _sync(device: torch.device) -> None:

@@ -20,16 +20,16 @@ from pathlib import Path
 import click
 import torch
 
+from pan_cli.commands.progress import progress_bar, stderr_console
 from pan_cli.datasets.images import read_image, write_grid
 from pan_cli.datasets.layout import detect_layout, find_pairs
 from pan_cli.datasets.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, write_rain_pairs
-from pan_cli.inference import run_inference
-from pan_cli.jobs import Job
-from pan_cli.metrics import psnr, ssim
-from pan_cli.predictor import Predictor
-from pan_cli.progress import progress_bar, stderr_console
+from pan_cli.infer.files import run_inference
+from pan_cli.infer.jobs import Job
+from pan_cli.infer.predictor import Predictor
+from pan_cli.score.metrics import psnr, ssim
 from pan_cli.tasks import make_config
-from pan_cli.training import TrainOptions, train
+from pan_cli.train.loop import TrainOptions, train
 
 
 @click.command()

@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from pan_cli.baselines import biharmonic_fill
-from pan_cli.checkpoint import PRETRAINED
 from pan_cli.datasets.holes import make_hole
 from pan_cli.datasets.images import read_image, write_grid
-from pan_cli.predictor import Predictor
+from pan_cli.infer.predictor import Predictor
+from pan_cli.score.baselines import biharmonic_fill
+from pan_cli.store.checkpoint import PRETRAINED
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 RAIN_PAIRS = ("31.png", "56.png", "81.png")  # every 25th validation pair, none picked by result

@@ -26,7 +26,7 @@ import click
 import torch
 from torchvision.transforms.v2.functional import center_crop, resize
 
-from pan_cli.checkpoint import step_of
+from pan_cli.commands.progress import stderr_console
 from pan_cli.datasets.edges import sketch
 from pan_cli.datasets.holes import centre_mask, fill
 from pan_cli.datasets.images import read_image, write_grid, write_image
@@ -35,13 +35,13 @@ from pan_cli.datasets.layout import detect_layout, find_pairs
 from pan_cli.datasets.paired import load_pair
 from pan_cli.datasets.photos import HELD_OUT_PHOTOS, MORE_PHOTOS, TRAIN_PHOTOS, builtin_photo, write_photos
 from pan_cli.datasets.rain import RainModel
-from pan_cli.inference import run_inference
-from pan_cli.jobs import Job
-from pan_cli.metrics import hole_scores, psnr
-from pan_cli.predictor import Predictor
-from pan_cli.progress import stderr_console
+from pan_cli.infer.files import run_inference
+from pan_cli.infer.jobs import Job
+from pan_cli.infer.predictor import Predictor
+from pan_cli.score.metrics import hole_scores, psnr
+from pan_cli.store.checkpoint import step_of
 from pan_cli.tasks import make_config
-from pan_cli.training import TrainOptions, train
+from pan_cli.train.loop import TrainOptions, train
 
 TASK_NAMES = ("derain", "inpaint", "labels2street", "sketch2photo")
 

@@ -7,16 +7,15 @@ from pathlib import Path
 
 import click
 
+from pan_cli.commands.options import rain_options, settle_rain
+from pan_cli.commands.output import emit
+from pan_cli.commands.progress import stderr_console
 from pan_cli.datasets.check import check_dataset
 from pan_cli.datasets.holes import MAKE_HOLES
 from pan_cli.datasets.make import BUILTIN, MAKERS, make_dataset, parse_split, photo_sources
 from pan_cli.datasets.photos import HELD_OUT_PHOTOS, MORE_PHOTOS, TRAIN_PHOTOS, write_photos
-from pan_cli.datasets.synthesized import rain_model
 from pan_cli.errors import PanError
-from pan_cli.options import rain_options, settle_rain
-from pan_cli.output import emit
-from pan_cli.progress import stderr_console
-from pan_cli.tasks import TASKS, make_config
+from pan_cli.tasks import TASKS, make_config, rain_model
 
 MIN_MAKE_SIZE = 8  # the least training crop (pan train --image-size)
 
@@ -63,7 +62,7 @@ def make_command(task, origin, out, split_text, seed, size, draws, holes, quiet,
     ranges = {k: v for k, v in rain.items() if v is not None}
     if size is not None and 0 < size < MIN_MAKE_SIZE:
         raise PanError(f"--size {size}: too small to make pairs from; give 0 (keep) or at least {MIN_MAKE_SIZE}")
-    if ranges and task != "derain":
+    if ranges and not TASKS[task].takes_rain:
         raise PanError("--rain options are for derain")
     rain_config = make_config("derain", **ranges)
     made = make_dataset(task, photo_sources(origin, avoid=out), out, fractions, seed,

@@ -12,18 +12,19 @@ from typing import Callable, Iterator
 
 import click
 
-from pan_cli.checkpoint import PRETRAINED, default_checkpoint, export_weights, in_run_dir, load_checkpoint
+from pan_cli.commands.options import set_threads, tile_options
+from pan_cli.commands.output import emit
+from pan_cli.commands.progress import progress_bar, stderr_console
 from pan_cli.datasets.images import WRITE_FORMATS
 from pan_cli.devices import pick_device
 from pan_cli.errors import PanError
-from pan_cli.exports import CONFIG_NAME, FORMATS, WEIGHTS_NAME, export_onnx, export_safetensors, format_for
 from pan_cli.files import check_replaceable
-from pan_cli.inference import Summary, run_inference
-from pan_cli.jobs import check_output_folder, iter_jobs, mark_output, stdin_paths
-from pan_cli.options import set_threads, tile_options
-from pan_cli.output import emit
-from pan_cli.predictor import Predictor
-from pan_cli.progress import progress_bar, stderr_console
+from pan_cli.infer.files import Summary, run_inference
+from pan_cli.infer.jobs import check_output_folder, iter_jobs, mark_output, stdin_paths
+from pan_cli.infer.predictor import Predictor
+from pan_cli.store.checkpoint import PRETRAINED, default_checkpoint, export_weights, in_run_dir, load_checkpoint
+from pan_cli.store.exports import FORMATS, export_onnx, export_safetensors, format_for
+from pan_cli.store.model import CONFIG_NAME, WEIGHTS_NAME
 from pan_cli.tasks import TASKS
 
 EXIT_PARTIAL = 3  # some inputs failed, the rest were written

@@ -7,18 +7,18 @@ from pathlib import Path
 
 import click
 
-from pan_cli.checkpoint import default_checkpoint
-from pan_cli.compare import compare, comparison_data, write_compare_report
+from pan_cli.commands.options import tile_options
+from pan_cli.commands.output import emit
+from pan_cli.commands.progress import stderr_console
 from pan_cli.datasets.layout import detect_layout, find_pairs
 from pan_cli.devices import pick_device
-from pan_cli.evaluation import best_split, check_save_folder, matching_files, render, score_files, score_model
-from pan_cli.losses.objectives import OBJECTIVES
-from pan_cli.metrics import Settings
-from pan_cli.options import tile_options
-from pan_cli.output import emit
-from pan_cli.predictor import Predictor
-from pan_cli.progress import stderr_console
-from pan_cli.report import write_report
+from pan_cli.infer.predictor import Predictor
+from pan_cli.losses.objectives import OBJECTIVES, PAN
+from pan_cli.score.compare import compare, comparison_data, write_compare_report
+from pan_cli.score.evaluation import best_split, check_save_folder, matching_files, render, score_files, score_model
+from pan_cli.score.metrics import Settings
+from pan_cli.score.report import write_report
+from pan_cli.store.checkpoint import default_checkpoint
 from pan_cli.tasks import TASKS, make_config
 
 
@@ -86,9 +86,9 @@ def compare_command(task, data, out, objectives, seeds, steps, image_size, batch
     equal-wall-clock view (report.md and grid.png under --out; the table on stdout)."""
     console = stderr_console(quiet)
     task_config = make_config(task)
-    image_size = image_size or (96 if task == "derain" else task_config.image_size)
+    image_size = image_size or TASKS[task].compare_size or task_config.image_size
     names = [o.strip() for o in objectives.split(",") if o.strip()]
-    if not names or names[0] != "pan" or any(o not in OBJECTIVES for o in names):
+    if not names or names[0] != PAN or any(o not in OBJECTIVES for o in names):
         raise click.BadParameter("a comma-separated list starting with pan, from " + ", ".join(OBJECTIVES),
                                  param_hint="--objectives")
     try:

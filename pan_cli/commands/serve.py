@@ -1,4 +1,4 @@
-"""`pan serve`: the local web page (pan_cli/serve.py) behind uvicorn."""
+"""`pan serve`: the local web page (pan_cli/serve/app.py) behind uvicorn."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
+from pan_cli.commands.options import TileSize, set_threads
 from pan_cli.devices import pick_device
 from pan_cli.errors import RunFailure
-from pan_cli.options import TileSize, set_threads
-from pan_cli.serve import MAX_PIXELS, QUEUE
+from pan_cli.serve.app import MAX_PIXELS, QUEUE
 
 
 def _require_extra() -> None:
@@ -56,7 +56,7 @@ def serve_command(host: str, port: int, checkpoints: tuple[Path, ...], device: s
     _require_extra()
     import uvicorn
 
-    from pan_cli.serve import allowed_hosts, create_app, find_models
+    from pan_cli.serve.app import allowed_hosts, create_app, find_models
 
     set_threads(threads)
     if not is_loopback(host):

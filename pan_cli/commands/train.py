@@ -7,23 +7,23 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from pan_cli.commands.options import MAX_SIDE, Finite, finite_floats, rain_options, set_threads, settle_rain
+from pan_cli.commands.output import emit
+from pan_cli.commands.progress import progress_bar, stderr_console
 from pan_cli.config import RunConfig
 from pan_cli.devices import pick_device, resolve_precision
-from pan_cli.discriminator import build_discriminator
-from pan_cli.distributed import setup
 from pan_cli.errors import PanError
-from pan_cli.evaluation import validator
-from pan_cli.finetune import finetune_source, finetune_start
 from pan_cli.losses.objectives import OBJECTIVES
-from pan_cli.metrics import Settings
-from pan_cli.networks import GENERATORS, build_generator, count_parameters
-from pan_cli.options import MAX_SIDE, Finite, finite_floats, rain_options, set_threads, settle_rain
-from pan_cli.output import emit
-from pan_cli.progress import progress_bar, stderr_console
-from pan_cli.sizes import batchnorm_problem
+from pan_cli.models.discriminator import build_discriminator
+from pan_cli.models.networks import GENERATORS, build_generator, count_parameters
+from pan_cli.score.evaluation import validator
+from pan_cli.score.metrics import Settings
 from pan_cli.tasks import TASKS, make_config
-from pan_cli.training import TrainOptions, train
-from pan_cli.training_data import find_training_data, steps_for_epochs
+from pan_cli.train.data import find_training_data, steps_for_epochs
+from pan_cli.train.distributed import setup
+from pan_cli.train.finetune import finetune_source, finetune_start
+from pan_cli.train.loop import TrainOptions, train
+from pan_cli.train.sizes import batchnorm_problem
 
 
 def _lambdas(ctx, param, value: str | None):

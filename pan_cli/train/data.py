@@ -10,7 +10,7 @@ from pan_cli.config import RunConfig
 from pan_cli.datasets.images import several_frames
 from pan_cli.datasets.layout import Pair, detect_layout, find_pairs, find_photos
 from pan_cli.errors import PanError
-from pan_cli.evaluation import best_split
+from pan_cli.score.evaluation import best_split
 from pan_cli.tasks import TASKS
 
 

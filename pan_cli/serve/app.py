@@ -27,11 +27,11 @@ from urllib.parse import urlsplit
 import torch
 from PIL import Image
 
-from pan_cli.checkpoint import PRETRAINED
 from pan_cli.datasets.holes import decode_mask
 from pan_cli.datasets.images import decode_image
 from pan_cli.errors import PanError
-from pan_cli.predictor import Predictor
+from pan_cli.infer.predictor import Predictor
+from pan_cli.store.checkpoint import PRETRAINED
 from pan_cli.tasks import TASKS
 
 MAX_UPLOAD = 50 * 2**20  # bytes per request

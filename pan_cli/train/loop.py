@@ -20,14 +20,14 @@ from torch.utils.data import DataLoader
 from pan_cli.config import RunConfig
 from pan_cli.datasets.layout import Pair
 from pan_cli.datasets.paired import StepBatches
-from pan_cli.datasets.synthesized import training_set
-from pan_cli.distributed import Group
 from pan_cli.errors import PanError, RunFailure
-from pan_cli.exports import data_fingerprint
-from pan_cli.run_dir import RunDir, starting_point
-from pan_cli.runlock import LOCK_NAME, run_dir_lock
-from pan_cli.train_log import TrainLog, tensorboard_writer
-from pan_cli.train_step import Models, d_step, t_step
+from pan_cli.store.exports import data_fingerprint
+from pan_cli.tasks import training_set
+from pan_cli.train.distributed import Group
+from pan_cli.train.lock import LOCK_NAME, run_dir_lock
+from pan_cli.train.log import TrainLog, tensorboard_writer
+from pan_cli.train.run_dir import RunDir, starting_point
+from pan_cli.train.step import Models, d_step, t_step
 
 EXIT_INTERRUPTED = 130
 # The fine-tuning notice's end, by what D took from the source (Models.start_from)
@@ -60,7 +60,7 @@ class TrainOptions:
 
 
 # Scores T's inference weights (config, net, device) -> mean scores with at least "psnr"; the
-# caller builds it (pan_cli.evaluation.validator), so training never imports the inference stack.
+# caller builds it (pan_cli.score.evaluation.validator), so training never imports the inference stack.
 Validate = Callable[[RunConfig, nn.Module, torch.device], dict[str, float]]
 
 

@@ -26,11 +26,11 @@ from torchvision.transforms.v2.functional import resize
 from pan_cli.config import RunConfig
 from pan_cli.datasets.holes import CONTEXT, INNER, PATCH, centre_mask, fill, with_mask_channel
 from pan_cli.datasets.images import to_float, to_uint8
-from pan_cli.geometry import Geometry
+from pan_cli.models.geometry import Geometry
 
 
 class Generator(Protocol):
-    """What filling needs of a model (pan_cli.predictor.Predictor is one)."""
+    """What filling needs of a model (pan_cli.infer.predictor.Predictor is one)."""
 
     config: RunConfig
     geometry: Geometry

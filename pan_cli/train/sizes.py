@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from pan_cli.config import RunConfig
-from pan_cli.discriminator import build_discriminator
-from pan_cli.networks import build_generator, output_size
+from pan_cli.models.discriminator import build_discriminator
+from pan_cli.models.networks import build_generator, output_size
 
 
 def _single_value_layers(net: nn.Module, example: torch.Tensor) -> list[str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pan_cli.geometry import Geometry
+from pan_cli.models.generator import Generator
+from pan_cli.models.geometry import Geometry
 
 
 def down(cin: int, cout: int, bn: bool = True, act: bool = True) -> nn.Sequential:
@@ -28,7 +29,7 @@ def up_out(cin: int, cout: int) -> list[nn.Module]:
     return [nn.ConvTranspose2d(cin, cout, 4, 2, 1)]
 
 
-class UNet(nn.Module):
+class UNet(Generator):
     """Six 3x3/2 encoder convs, six 4x4/2 decoder deconvs, the first four with mirrored skips.
 
     Subclasses change the widths, and `UP`/`UP_OUT` (how the decoder doubles the resolution)."""

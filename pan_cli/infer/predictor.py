@@ -10,22 +10,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pan_cli.checkpoint import load_checkpoint
 from pan_cli.config import RunConfig
 from pan_cli.datasets.images import to_float, to_uint8
 from pan_cli.errors import PanError
-from pan_cli.inpainting import default_mask, inpaint
-from pan_cli.memory import (
+from pan_cli.infer.inpainting import default_mask, inpaint
+from pan_cli.infer.memory import (
     BOMB_LIMIT,
     FILL_BYTES_PER_PIXEL,
     IMAGE_BYTES_PER_PIXEL,
     activation_bytes_per_pixel,
     free_bytes,
 )
-from pan_cli.memory import max_pixels as memory_max_pixels
-from pan_cli.networks import build_generator, fold_batchnorm, geometry, load_weights
-from pan_cli.streaming import Stream, band_rows, run_streamed
-from pan_cli.tiling import TilePlan, plan, run_tiled, tile_budget
+from pan_cli.infer.memory import max_pixels as memory_max_pixels
+from pan_cli.infer.tiling import TilePlan, plan, run_tiled, tile_budget
+from pan_cli.models.networks import fold_batchnorm, geometry
+from pan_cli.models.streaming import Stream, band_rows, run_streamed
+from pan_cli.store.checkpoint import load_checkpoint
+from pan_cli.store.model import inference_generator
+from pan_cli.tasks import TASKS
 
 
 def _region(image: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
@@ -43,7 +45,7 @@ class Predictor:
     uses its running statistics, folded into the convolutions. `net` itself is not changed.
 
     `tile`: None runs an image whole when it fits in one tile (its side from the memory free on
-    the device), else streams it by bands of rows when the generator can (pan_cli.streaming),
+    the device), else streams it by bands of rows when the generator can (pan_cli.models.streaming),
     else tiles it; 0 always runs whole images, N uses N x N tiles; `overlap` defaults to what
     makes tiled output equal whole-image output (tiling.default_overlap)."""
 
@@ -67,17 +69,15 @@ class Predictor:
                         overlap: int | None = None) -> Predictor:
         state = load_checkpoint(path, task=task)
         config = state["config"]
-        net = build_generator(config)
-        weights = state["T_ema"] if state.get("T_ema") is not None else state["T"]
-        load_weights(net, weights, f"{path}: the weights of its {config.generator!r} generator")
+        net = inference_generator(state, f"{path}: the weights of its {config.generator!r} generator")
         predictor = cls(config, net, device, tile, overlap)
         predictor.step = state["step"]
         return predictor
 
     @property
     def inpaints(self) -> bool:
-        """Takes a mask beside each image (the inpainting task)."""
-        return self.config.synthesize == "holes"
+        """Takes a mask beside each image (the task fills holes)."""
+        return TASKS[self.config.task].fills_holes
 
     @cached_property
     def activation_bytes_per_pixel(self) -> float:
@@ -120,15 +120,14 @@ class Predictor:
         return out[..., :height, :width]
 
     def _stream(self, count: int, width: int) -> Stream | None:
-        """With --tile auto, a fresh stream of the network (pan_cli.streaming: nothing computed
+        """With --tile auto, a fresh stream of the network (pan_cli.models.streaming: nothing computed
         twice) when it has one and a band with its held rows fits the tile budget; else None."""
-        stream = getattr(self.net, "stream", None)
-        if self.tile is not None or stream is None:
+        if self.tile is not None:
             return None
         rows = band_rows(width) + 2 * self.geometry.reach  # held rows: at most twice the reach
         if count * width * rows * self.activation_bytes_per_pixel > tile_budget(free_bytes(self.device)):
             return None
-        return stream()
+        return self.net.stream()
 
     def _band(self, image: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
         """Rows of `image` as the network takes them, in a tensor of their own (a stream may

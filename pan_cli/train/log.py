@@ -10,9 +10,9 @@ from typing import Callable
 
 import torch
 
-from pan_cli.distributed import Group
 from pan_cli.errors import RunFailure
-from pan_cli.run_dir import RunDir
+from pan_cli.train.distributed import Group
+from pan_cli.train.run_dir import RunDir
 
 
 def tensorboard_writer(run_dir: Path):

@@ -19,8 +19,8 @@ from pan_cli.datasets.holes import read_mask
 from pan_cli.datasets.images import is_image_path, to_uint8, write_image
 from pan_cli.datasets.labels import read_input
 from pan_cli.errors import PanError
-from pan_cli.jobs import Job
-from pan_cli.predictor import Predictor
+from pan_cli.infer.jobs import Job
+from pan_cli.infer.predictor import Predictor
 
 
 class _Decode(Dataset):

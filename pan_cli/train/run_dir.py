@@ -10,7 +10,11 @@ from typing import Callable
 
 import torch
 
-from pan_cli.checkpoint import (
+from pan_cli.config import RunConfig
+from pan_cli.datasets.images import to_uint8, write_grid
+from pan_cli.errors import PanError, RunFailure
+from pan_cli.files import atomic_write
+from pan_cli.store.checkpoint import (
     link_latest,
     load_training_checkpoint,
     newest_valid,
@@ -19,10 +23,6 @@ from pan_cli.checkpoint import (
     step_files,
     step_of,
 )
-from pan_cli.config import RunConfig
-from pan_cli.datasets.images import to_uint8, write_grid
-from pan_cli.errors import PanError, RunFailure
-from pan_cli.files import atomic_write
 
 
 def trim_metrics(path: Path, last_step: int) -> None:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from pan_cli.config import RunConfig
-from pan_cli.networks import init_weights, output_size
+from pan_cli.models.networks import init_weights, output_size
 
 # D: (out channels, stride) of its nine 3x3 convolutions; perceptual taps after layers 1,4,6,8.
 D_LAYERS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 2), (8, 2))

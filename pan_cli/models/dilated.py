@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pan_cli.geometry import Geometry
-from pan_cli.streaming import Chain, Conv, Map, Skip, Stream, add_
+from pan_cli.models.generator import Generator
+from pan_cli.models.geometry import Geometry
+from pan_cli.models.streaming import Chain, Conv, Map, Skip, Stream, add_
 
 
 class _Block(nn.Module):
@@ -26,7 +27,7 @@ class _Block(nn.Module):
         return self.conv2(torch.relu_(self.conv1(x))).add_(x)
 
 
-class DilatedNet(nn.Module):
+class DilatedNet(Generator):
     """Head conv, residual blocks whose dilations cycle 1, 2, 4, 8 twice, a last conv.
 
     No BatchNorm, so the output does not depend on the batch or the tile. It returns a correction
@@ -52,7 +53,7 @@ class DilatedNet(nn.Module):
         return self.last(torch.relu_(h))
 
     def stream(self) -> Stream:
-        """This network for pan_cli.streaming: band by band, nothing computed twice."""
+        """This network for pan_cli.models.streaming: band by band, nothing computed twice."""
         relu = Map(torch.relu_)
         blocks = [Skip(Chain([Conv(b.conv1), relu, Conv(b.conv2)]), add_) for b in self.blocks]
         return Chain([Conv(self.head), relu, *blocks, relu, Conv(self.last)])

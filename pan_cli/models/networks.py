@@ -1,4 +1,4 @@
-"""The PAN generators T (the discriminator D is in pan_cli.discriminator).
+"""The PAN generators T (the discriminator D is in pan_cli.models.discriminator).
 
 Layer tables follow the paper and the authors' Theano code (docs/method.md).
 Blocks with BatchNorm have no conv bias: BN's shift makes it redundant.
@@ -16,13 +16,14 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from pan_cli.config import RunConfig
-from pan_cli.dilated import DilatedNet
 from pan_cli.errors import PanError
-from pan_cli.fill_unet import FillUNet, WideFillUNet
-from pan_cli.geometry import Geometry
-from pan_cli.prenet import PReNet
-from pan_cli.streaming import Chain, Conv, Map, Skip, Stream, add_, layers
-from pan_cli.unet import SlimUNet, UNet, down, up
+from pan_cli.models.dilated import DilatedNet
+from pan_cli.models.fill_unet import FillUNet, WideFillUNet
+from pan_cli.models.generator import Generator
+from pan_cli.models.geometry import Geometry
+from pan_cli.models.prenet import PReNet
+from pan_cli.models.streaming import Chain, Conv, Map, Skip, Stream, add_, layers
+from pan_cli.models.unet import SlimUNet, UNet, down, up
 
 
 def _same(cin: int, cout: int, bn: bool = True) -> nn.Sequential:
@@ -32,13 +33,14 @@ def _same(cin: int, cout: int, bn: bool = True) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class IDCGAN(nn.Module):
+class IDCGAN(Generator):
     """ID-CGAN's de-raining generator: all 3x3 stride-1 layers, additive skips, any image size.
 
     A stride-1 3x3 'deconvolution' with padding 1 is a convolution, so Conv2d is used for
     the decoder as well (same function class, faster kernels)."""
 
     geometry = Geometry(multiple=1, reach=12)  # twelve 3x3 stride-1 layers
+    authors_std = 0.05  # ID-CGAN's generator: N(0, .05) throughout
     ENCODER = (64, 64, 64, 64, 32, 1)
     DECODER = (32, 64, 64, 64, 64)
     SKIPS = {1: 3, 3: 1}  # decoder layer index -> encoder layer index added to its output
@@ -68,7 +70,7 @@ class IDCGAN(nn.Module):
         return torch.tanh(self.last(x))
 
     def stream(self) -> Stream:
-        """This network for pan_cli.streaming. Each skip wraps the layers between its encoder
+        """This network for pan_cli.models.streaming. Each skip wraps the layers between its encoder
         output and the decoder layer it is added to (they nest, innermost last opened)."""
         sources = set(self.SKIPS.values())
         leaky = Map(partial(F.leaky_relu, negative_slope=0.2, inplace=True))
@@ -90,7 +92,7 @@ class IDCGAN(nn.Module):
         return Chain([*parts, Conv(self.last), Map(torch.tanh_)])
 
 
-class ContextEncoder(nn.Module):
+class ContextEncoder(Generator):
     """Context-Encoder-style inpainting T: a 128x128 context in, the 64x64 centre patch out."""
 
     geometry = Geometry(fixed=128, patch=64)  # not fully convolutional
@@ -137,7 +139,7 @@ GENERATORS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-class Residual(nn.Module):
+class Residual(Generator):
     """Global residual (not in the paper): T predicts a correction to its input."""
 
     def __init__(self, net: nn.Module, out_channels: int):
@@ -150,14 +152,14 @@ class Residual(nn.Module):
 
     def stream(self) -> Stream | None:
         """The sum and clamp around the network's own stream; None when it has none."""
-        body = self.net.stream() if hasattr(self.net, "stream") else None
+        body = self.net.stream()
         if body is None:
             return None
         channels = self.out_channels
         return Skip(body, lambda held, out: out.add_(held[:, :channels]).clamp_(-1.0, 1.0))
 
 
-class Composite(nn.Module):
+class Composite(Generator):
     """Inpainting with a fully convolutional T: the input's last channel is the hole mask, and
     T's prediction replaces the masked pixels only; known pixels pass through untouched."""
 
@@ -210,14 +212,14 @@ def init_weights(module: nn.Module, std: float = 0.02, first_std: float | None =
 def build_generator(config: RunConfig) -> nn.Module:
     geometry(config.generator)  # a known name
     net = GENERATORS[config.generator](config.in_channels, config.out_channels)
-    if getattr(net, "default_init", False):
+    if net.default_init:
         pass  # keeps torch's own initialisation (see the class)
-    elif config.init == "authors":  # first conv N(0, .05); ID-CGAN's generator N(0, .05) throughout
-        init_weights(net, 0.05 if config.generator == "idcgan" else 0.02, first_std=0.05)
+    elif config.init == "authors":  # first conv N(0, .05), the rest the generator's authors_std
+        init_weights(net, net.authors_std, first_std=0.05)
     else:
         init_weights(net)
-    if config.in_channels == config.out_channels + 1:  # the extra channel is an inpainting mask
-        if getattr(net, "starts_as_input", False):
+    if config.takes_mask:  # the extra channel is an inpainting mask
+        if net.starts_as_input:
             _zero(net.last)  # it corrects its own fill of the hole: start with none
         return Composite(net, config.out_channels)
     if not config.residual:

@@ -19,15 +19,15 @@ import torch
 from pan_cli import __version__
 from pan_cli.config import RunConfig
 from pan_cli.errors import PanError
-from pan_cli.exports import is_safetensors, load_safetensors
 from pan_cli.files import atomic_write
-from pan_cli.networks import GENERATORS
+from pan_cli.models.networks import GENERATORS
+from pan_cli.store.model import FORMAT, inference_weights, is_safetensors, load_safetensors
 from pan_cli.tasks import TASKS
 
-FORMAT = 1
 REQUIRED = ("format", "config", "step", "T")
 # Inference weights that ship inside the package (`make weights` rebuilds them).
-PRETRAINED = {task: Path(__file__).parent / "weights" / f"{task}.pt" for task in ("derain", "inpaint")}
+WEIGHTS = Path(__file__).parents[1] / "weights"
+PRETRAINED = {task: WEIGHTS / f"{task}.pt" for task in TASKS if (WEIGHTS / f"{task}.pt").is_file()}
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -220,7 +220,7 @@ def export_weights(state: dict[str, Any], target: Path, half: bool = False) -> d
     `half` stores the floating-point weights as float16, half the file; loading copies them into
     the float32 network, so inference runs in float32 on exactly the stored values. Without it
     they are stored as float32 (a half export exported again keeps its values, not its dtype)."""
-    weights = state["T_ema"] if state.get("T_ema") is not None else state["T"]
+    weights = inference_weights(state)
     dtype = torch.float16 if half else torch.float32
     weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
     exported = {"config": state["config"].to_dict(), "step": state["step"], "T": weights, "T_ema": None,

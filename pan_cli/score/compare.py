@@ -18,18 +18,19 @@ from typing import Callable, Sequence
 
 import torch
 
-from pan_cli.checkpoint import step_of
 from pan_cli.config import RunConfig
 from pan_cli.datasets.images import read_image, write_grid
 from pan_cli.datasets.layout import Pair, detect_layout, find_pairs, find_photos
 from pan_cli.datasets.paired import load_pair
 from pan_cli.datasets.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, write_rain_pairs
 from pan_cli.errors import PanError
-from pan_cli.evaluation import best_split, mean_row, score_model
-from pan_cli.metrics import METRICS, Settings
-from pan_cli.predictor import Predictor
-from pan_cli.tasks import make_config
-from pan_cli.training import TrainOptions, train
+from pan_cli.infer.predictor import Predictor
+from pan_cli.losses.objectives import PAN
+from pan_cli.score.evaluation import best_split, mean_row, score_model
+from pan_cli.score.metrics import METRICS, Settings
+from pan_cli.store.checkpoint import step_of
+from pan_cli.tasks import TASKS, make_config
+from pan_cli.train.loop import TrainOptions, train
 
 VIEWS = ("equal steps", "equal wall-clock")
 
@@ -80,7 +81,7 @@ def compare(
     warn: Callable[[str], None] = lambda message: None,
 ) -> Comparison:
     """Train every objective for every seed under out/runs and score both views."""
-    if objectives[0] != "pan":
+    if objectives[0] != PAN:
         raise ValueError("the comparison's time budget is PAN's: list 'pan' first")
     if (out / "runs").exists():
         raise PanError(f"{out / 'runs'} already exists: choose another --out, or remove it")
@@ -133,8 +134,9 @@ def comparison_data(task: str, data: Path | None, out: Path) -> CompareData:
     `data`, built-in photos with synthesized rain written under out/data."""
     config = make_config(task)
     if data is None:
-        if task != "derain":
-            raise PanError(f"{task} needs --data (built-in data exists for derain only)")
+        if not TASKS[task].builtin_data:
+            builtin = ", ".join(name for name, t in TASKS.items() if t.builtin_data)
+            raise PanError(f"{task} needs --data (built-in data exists for {builtin} only)")
         data = out / "data"
         write_rain_pairs(data / "train", TRAIN_PHOTOS, 6, 0)
         write_rain_pairs(data / "test", HELD_OUT_PHOTOS, 3, 10_000)

@@ -10,11 +10,12 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from pan_cli.config import RunConfig
-from pan_cli.discriminator import Discriminator, build_discriminator
-from pan_cli.distributed import Group
 from pan_cli.errors import PanError
 from pan_cli.losses import discriminator_loss, transformer_loss
-from pan_cli.networks import build_generator
+from pan_cli.models.discriminator import Discriminator, build_discriminator
+from pan_cli.models.networks import build_generator
+from pan_cli.store.model import inference_weights
+from pan_cli.train.distributed import Group
 
 
 def make_ema(model: nn.Module, decay: float) -> AveragedModel:
@@ -118,7 +119,7 @@ class Models:
         from its D when it has one; the optimisers and the EMA's count start fresh. Returns what
         D took from `state`: "all", "convolutions" (D's last layer, a Linear sized from the image
         D sees, starts fresh when that size changed) or "nothing"."""
-        weights = state["T_ema"] if state.get("T_ema") is not None else state["T"]
+        weights = inference_weights(state)
         nets = [(self.T, weights, "generator")]
         if self.ema is not None:
             nets.append((self.ema.module, weights, "generator"))

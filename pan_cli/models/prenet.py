@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pan_cli.geometry import Geometry
+from pan_cli.models.generator import Generator
+from pan_cli.models.geometry import Geometry
 
 
 class _ResBlock(nn.Module):
@@ -18,7 +19,7 @@ class _ResBlock(nn.Module):
         return torch.relu(x + self.conv2(torch.relu(self.conv1(x))))
 
 
-class PReNet(nn.Module):
+class PReNet(Generator):
     """A progressive recurrent residual network of the PReNet kind (Ren et al., CVPR 2019):
     the same small residual stage runs `STAGES` times, each time on the rainy input beside the
     current estimate, with a convolutional LSTM carrying state from stage to stage, and refines

@@ -13,7 +13,6 @@ from typing import Callable, Iterable, Iterator, Sequence
 import torch
 from torch import nn
 
-from pan_cli.baselines import BASELINES
 from pan_cli.config import RunConfig
 from pan_cli.datasets.holes import read_mask
 from pan_cli.datasets.images import read_image, write_image
@@ -21,11 +20,12 @@ from pan_cli.datasets.layout import Pair, images_by_name
 from pan_cli.datasets.paired import load_pair
 from pan_cli.errors import PanError
 from pan_cli.files import check_replaceable
-from pan_cli.inpainting import default_mask
-from pan_cli.memory import BOMB_LIMIT, SCORE_BYTES_PER_PIXEL
-from pan_cli.memory import max_pixels as memory_max_pixels
-from pan_cli.metrics import Settings, hole_scores, score
-from pan_cli.predictor import Predictor
+from pan_cli.infer.inpainting import default_mask
+from pan_cli.infer.memory import BOMB_LIMIT, SCORE_BYTES_PER_PIXEL
+from pan_cli.infer.memory import max_pixels as memory_max_pixels
+from pan_cli.infer.predictor import Predictor
+from pan_cli.score.baselines import BASELINES
+from pan_cli.score.metrics import Settings, hole_scores, score
 
 CAP_DB = 100.0  # an identical image's PSNR (inf) counts as this in a mean, which stays finite
 

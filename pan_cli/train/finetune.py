@@ -13,10 +13,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from pan_cli.checkpoint import PRETRAINED, load_checkpoint
 from pan_cli.config import RunConfig
 from pan_cli.errors import PanError
-from pan_cli.run_dir import SCHEDULE
+from pan_cli.store.checkpoint import PRETRAINED, load_checkpoint
+from pan_cli.train.run_dir import SCHEDULE
 
 SHIPPED = "shipped"  # --finetune shipped: the task's pretrained model inside the package
 # Settings a fine-tuning run never takes from its source: how long it runs, and whether --data

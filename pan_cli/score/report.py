@@ -9,9 +9,9 @@ import html
 import json
 from pathlib import Path
 
-from pan_cli.checkpoint import step_files
 from pan_cli.errors import PanError, RunFailure
 from pan_cli.files import atomic_write
+from pan_cli.store.checkpoint import step_files
 
 PANELS = (
     ("D", ("d_total", "d_gan", "d_hinge")),

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pan_cli.geometry import Geometry
-from pan_cli.unet import SlimUNet, UNet
+from pan_cli.models.geometry import Geometry
+from pan_cli.models.unet import SlimUNet, UNet
 
 LEVELS = 6  # the coarsest cell is 64 px, the U-Net's multiple, so every level divides evenly
 

@@ -1,0 +1,1 @@
+"""Scores as papers compute them, classical baselines, `pan compare` and `pan report`."""

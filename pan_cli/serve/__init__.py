@@ -1,0 +1,1 @@
+"""`pan serve`: the web page and its API."""

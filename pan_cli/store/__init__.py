@@ -1,0 +1,1 @@
+"""Checkpoints and exports: writing a model out and reading one back, as untrusted input."""
