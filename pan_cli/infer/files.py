@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pan_cli.datasets.holes import read_mask
-from pan_cli.datasets.images import is_image_path, to_uint8, write_image
+from pan_cli.datasets.images import is_image_path, write_image
 from pan_cli.datasets.labels import read_input
 from pan_cli.errors import PanError
 from pan_cli.infer.jobs import Job
@@ -24,11 +24,11 @@ from pan_cli.infer.predictor import Predictor
 
 
 class _Decode(Dataset):
-    """Job i -> (i, uint8 image), or for inpainting (i, (uint8 image, bool mask or None)), or
-    (i, error message). Images stay uint8 here: the predictor converts them tile by tile."""
+    """Job i -> (i, (uint8 image, bool mask or None)), or (i, error message). Images stay uint8
+    here: the predictor converts them tile by tile."""
 
-    def __init__(self, jobs: Sequence[Job], channels: int, max_pixels: int | None, holes: bool):
-        self.jobs, self.channels, self.max_pixels, self.holes = jobs, channels, max_pixels, holes
+    def __init__(self, jobs: Sequence[Job], channels: int, max_pixels: int | None):
+        self.jobs, self.channels, self.max_pixels = jobs, channels, max_pixels
 
     def __len__(self) -> int:
         return len(self.jobs)
@@ -39,8 +39,6 @@ class _Decode(Dataset):
             return index, f"{job.source}: not an image file name (known: png, jpg, ...)"
         try:
             image = read_input(job.source, self.channels, self.max_pixels)
-            if not self.holes:
-                return index, image
             if job.mask is None:
                 return index, (image, None)
             mask = read_mask(job.mask, self.max_pixels)
@@ -74,18 +72,18 @@ def _decoded(loader: Iterable, summary: Summary, on_error: str,
         yield index, item
 
 
-def _batches(decoded: Iterable[tuple[int, torch.Tensor]], batch_size: int) -> Iterator[tuple[list[int], torch.Tensor]]:
-    """Group consecutive decoded images of equal size into batches of up to batch_size."""
+def _batches(decoded: Iterable[tuple[int, tuple]], batch_size: int) -> Iterator[tuple[list[int], list]]:
+    """Group consecutive decoded items whose images are of equal size, up to batch_size."""
     indices: list[int] = []
-    images: list[torch.Tensor] = []
+    items: list = []
     for index, item in decoded:
-        if images and (item.shape != images[0].shape or len(images) == batch_size):
-            yield indices, torch.stack(images)
-            indices, images = [], []
+        if items and (item[0].shape != items[0][0].shape or len(items) == batch_size):
+            yield indices, items
+            indices, items = [], []
         indices.append(index)
-        images.append(item)
-    if images:
-        yield indices, torch.stack(images)
+        items.append(item)
+    if items:
+        yield indices, items
 
 
 def run_inference(
@@ -107,9 +105,8 @@ def run_inference(
             if job.output.exists():
                 raise PanError(f"output {job.output} already exists (use --overwrite to replace it)")
     summary, began = summary or Summary(), time.perf_counter()
-    holes = predictor.inpaints
     loader = DataLoader(
-        _Decode(jobs, min(predictor.config.in_channels, 3), max_pixels, holes),
+        _Decode(jobs, min(predictor.config.in_channels, 3), max_pixels),
         batch_size=None,
         num_workers=workers,
         prefetch_factor=2 if workers else None,
@@ -139,29 +136,16 @@ def run_inference(
             on_failed(message)
         return True
 
-    decoded = _decoded(loader, summary, on_error, on_failed)
-    if holes:  # one image at a time: each has its own holes
-        for index, (image, mask) in decoded:
-            try:
-                filled = predictor.predict(image, mask)
-            except RuntimeError as exc:
-                if not out_of_memory([index], image.shape, exc):
-                    raise
-                if on_error == "fail":
-                    break
-                continue
-            write(index, filled)
-    else:
-        for indices, batch in _batches(decoded, batch_size):
-            try:
-                results = predictor(batch)
-            except RuntimeError as exc:
-                if not out_of_memory(indices, batch.shape, exc):
-                    raise
-                if on_error == "fail":
-                    break
-                continue
-            for index, image in zip(indices, results):
-                write(index, to_uint8(image))
+    for indices, items in _batches(_decoded(loader, summary, on_error, on_failed), batch_size):
+        try:  # the predictor batches what its model allows (an inpainting model: each its own holes)
+            results = predictor.predict_many([image for image, _ in items], [mask for _, mask in items])
+        except RuntimeError as exc:
+            if not out_of_memory(indices, items[0][0].shape, exc):
+                raise
+            if on_error == "fail":
+                break
+            continue
+        for index, image in zip(indices, results):
+            write(index, image)
     summary.seconds += time.perf_counter() - began
     return summary

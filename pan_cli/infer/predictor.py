@@ -145,6 +145,14 @@ class Predictor:
         return self._run(batch)
 
     @torch.inference_mode()
+    def predict_many(self, images: list[torch.Tensor], masks: list[torch.Tensor | None]) -> list[torch.Tensor]:
+        """predict() of uint8 CHW images of one size (and their masks), in one batch where the
+        model allows it: callers never ask which task the model does."""
+        if self.inpaints:
+            return [self.predict(image, mask) for image, mask in zip(images, masks)]
+        return [to_uint8(out) for out in self(torch.stack(images))]
+
+    @torch.inference_mode()
     def predict(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 CHW in, uint8 CHW out. An inpainting model fills `mask` (bool HxW, True = fill;
         default: the paper's centre hole) and leaves every other pixel as it was; other models
