@@ -120,6 +120,9 @@ def tasks_command(verbose: bool) -> None:
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's choice).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile T and D (slow start, faster steps).")
 @click.option("--tensorboard", is_flag=True, help="Also log to RUN_DIR/tensorboard (pip install 'pan[tensorboard]').")
+@click.option("--profile", is_flag=True,
+              help="Time each step's phases (waiting for data, the D step, the T step): RUN_DIR/profile.json "
+                   "and a summary line (steps/s, crops/s, data_fraction).")
 @click.option("--time-limit", type=Finite(min=0, min_open=True),
               help="Stop (with a checkpoint) at the first step after this many seconds of training.")
 @click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True)
@@ -140,7 +143,8 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
                   val_data: Path | None, finetune: str | None, **settings) -> None:
     """Train TASK on the pairs in --data; prints the final checkpoint's path on stdout."""
     runtime = {k: settings.pop(k) for k in ("log_every", "sample_every", "checkpoint_every", "val_every", "keep",
-                                            "workers", "detect_anomaly", "time_limit", "tensorboard", "precision")}
+                                            "workers", "detect_anomaly", "time_limit", "tensorboard", "precision",
+                                            "profile")}
     runtime["compile"] = settings.pop("compile_")
     set_threads(settings.pop("threads"))
     if synthesize and not TASKS[task].synthesizer:

@@ -26,6 +26,7 @@ from pan_cli.tasks import training_set
 from pan_cli.train.distributed import Group
 from pan_cli.train.lock import LOCK_NAME, run_dir_lock
 from pan_cli.train.log import TrainLog, tensorboard_writer
+from pan_cli.train.profile import NoProfile, Profile
 from pan_cli.train.run_dir import RunDir, starting_point
 from pan_cli.train.step import Models, d_step, t_step
 
@@ -56,6 +57,7 @@ class TrainOptions:
     tensorboard: bool = False  # also log scalars and samples to run_dir/tensorboard
     precision: str = "fp32"  # "bf16" (CPU and recent GPUs) or "fp16" (CUDA, with loss scaling) autocast
     compile: bool = False  # torch.compile T and D (in place: checkpoint keys stay plain)
+    profile: bool = False  # time each phase of the steps; RUN_DIR/profile.json at the end
     group: Group = Group()  # the data-parallel process group (torchrun); one process by default
 
 
@@ -171,12 +173,17 @@ class _Loop:
         if models.D is not None:
             models.D.train()
         log = TrainLog(run, self.board, group)
+        profile = Profile(options.device) if options.profile else NoProfile()
         with stop_on_signal() as stop_requested, torch.autograd.set_detect_anomaly(options.detect_anomaly):
             for step in range(start + 1, config.steps + 1):
-                *d_batch, (x, y) = self.read(batches, step, start)
+                with profile.phase("data"):
+                    *d_batch, (x, y) = self.read(batches, step, start)
                 models.set_lr(config.lr * config.lr_factor(step))
-                terms = {f"d_{k}": v for k, v in d_step(config, models, *d_batch[0]).items()} if d_batch else {}
-                t_terms, output = t_step(config, models, x, y)
+                with profile.phase("d_step"):
+                    terms = {f"d_{k}": v for k, v in d_step(config, models, *d_batch[0]).items()} if d_batch else {}
+                with profile.phase("t_step"):
+                    t_terms, output = t_step(config, models, x, y)
+                profile.steps += 1
                 terms.update({f"t_{k}": v for k, v in t_terms.items()})
                 timed_out = options.time_limit is not None and log.seconds() >= options.time_limit
                 (out_of_time,) = group.any(timed_out, device=options.device)  # all processes stop together
@@ -201,6 +208,9 @@ class _Loop:
                                       f"continue with the same command and --resume")
         if self.board is not None:
             self.board.close()
+        if options.profile and group.main:
+            crops = config.batch_size * config.loss.batches_per_step * group.world
+            self.warn(profile.write(run.path / "profile.json", crops))
         return run.last_saved if run.last_saved is not None else run.latest
 
     def read(self, batches: _StepData, step: int, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
