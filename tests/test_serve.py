@@ -357,6 +357,12 @@ def test_a_foreign_host_and_a_cross_origin_call_are_refused(shipped):
     assert everyone.get("/api/models").status_code == 200
 
 
+def test_a_queue_of_none_still_runs_a_request_when_the_model_is_free(shipped):
+    client = TestClient(create_app(shipped, queue=0), base_url="http://localhost")
+    image = {"image": ("c.png", png(builtin_photo("coffee")[:, :32, :32].contiguous()), "image/png")}
+    assert client.post("/api/run", data={"task": "derain"}, files=image).status_code == 200
+
+
 def test_an_image_over_the_pixel_budget_is_refused(shipped):
     client = TestClient(create_app(shipped, max_pixels=50 * 50), base_url="http://localhost")
     reply = client.post("/api/run", data={"task": "derain"},

@@ -198,7 +198,7 @@ def create_app(models: list[Model], max_upload: int = MAX_UPLOAD, max_pixels: in
         except PanError as exc:
             return _error(str(exc))
         lane = lanes["small" if image.shape[1] * image.shape[2] <= SMALL_PIXELS else "large"]
-        if lane.waiting >= lane.queue:
+        if lane.lock.locked() and lane.waiting >= lane.queue:  # (a free lane takes it whatever --queue says)
             return _error(f"busy: {lane.waiting} requests of this size are waiting; try again shortly", 503)
         lane.waiting += 1
         try:
