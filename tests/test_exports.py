@@ -11,8 +11,7 @@ import torch
 
 from pan_cli.datasets.images import read_image, write_image
 from pan_cli.models.networks import fold_batchnorm
-from pan_cli.store.checkpoint import PRETRAINED, load_checkpoint
-from pan_cli.store.model import inference_generator
+from pan_cli.store.checkpoint import PRETRAINED, load_checkpoint, read_model
 from tests.conftest import crop
 
 onnxruntime = pytest.importorskip("onnxruntime")  # in the dev extra: CI runs these
@@ -23,21 +22,21 @@ def test_onnx_export_matches_eager_pytorch_at_two_sizes(source, tmp_path, run_pa
     checkpoint = trained_checkpoint if source == "trained" else PRETRAINED[source]
     result = run_pan("export", checkpoint, "-o", tmp_path / "model.onnx")
     assert result.exit_code == 0, result.stderr
-    state = load_checkpoint(checkpoint)
-    net = fold_batchnorm(inference_generator(state)).eval()
+    model = read_model(checkpoint)
+    net = fold_batchnorm(model.generator()).eval()
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
-    channels = state["config"].in_channels
+    channels = model.config.in_channels
     for height, width in ((64, 96), (75, 130)):  # the second is no multiple of a U-Net's 2^k
         image = torch.rand(1, channels, height, width, generator=torch.Generator().manual_seed(height)) * 2 - 1
         if channels == 4:
             image[:, 3] = (image[:, 3] > 0).float()  # the mask channel: 1 = hole
         ours = session.run(None, {"image": image.numpy()})[0]
         with torch.inference_mode():
-            eager = _eager(net, image, state)
+            eager = _eager(net, image, model.state)
         assert ours.shape == (1, 3, height, width)
         assert np.abs(ours - eager).max() < 1e-4, (source, height, width)
     meta = {p.key: p.value for p in __import__("onnx").load(str(tmp_path / "model.onnx")).metadata_props}
-    assert meta["task"] == state["config"].task and meta["generator"] == state["config"].generator
+    assert meta["task"] == model.config.task and meta["generator"] == model.config.generator
     assert "data" in meta and "validation" in meta and json.loads(meta["config"])["task"] == meta["task"]
 
 

@@ -22,8 +22,8 @@ from pan_cli.files import check_replaceable
 from pan_cli.infer.files import Summary, run_inference
 from pan_cli.infer.jobs import check_output_folder, iter_jobs, mark_output, stdin_paths
 from pan_cli.infer.predictor import Predictor
-from pan_cli.store.checkpoint import PRETRAINED, default_checkpoint, export_weights, in_run_dir, load_checkpoint
-from pan_cli.store.exports import FORMATS, export_onnx, export_safetensors, format_for
+from pan_cli.store.checkpoint import PRETRAINED, default_checkpoint, in_run_dir, read_model
+from pan_cli.store.exports import FORMATS, export, format_for
 from pan_cli.store.model import CONFIG_NAME, WEIGHTS_NAME
 from pan_cli.tasks import TASKS
 
@@ -157,11 +157,5 @@ def export_command(checkpoint: Path, out: Path, fmt: str | None, overwrite: bool
             raise PanError("the export would overwrite its source; choose another -o")
         if check_replaceable(target) and not overwrite:
             raise PanError(f"-o {out}: {target} exists; give --overwrite to replace it")
-    state = load_checkpoint(checkpoint)
-    if fmt == "safetensors":
-        export_safetensors(state, out)
-    elif fmt == "onnx":
-        export_onnx(state, out)
-    else:
-        export_weights(state, out, half=half)
+    export(read_model(checkpoint), out, fmt, half)
     emit(str(out))

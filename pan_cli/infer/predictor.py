@@ -25,8 +25,7 @@ from pan_cli.infer.memory import max_pixels as memory_max_pixels
 from pan_cli.infer.tiling import TilePlan, plan, run_tiled, tile_budget
 from pan_cli.models.networks import fold_batchnorm, geometry
 from pan_cli.models.streaming import Stream, band_rows, run_streamed
-from pan_cli.store.checkpoint import load_checkpoint
-from pan_cli.store.model import inference_generator
+from pan_cli.store.checkpoint import read_model
 from pan_cli.tasks import TASKS
 
 
@@ -67,11 +66,9 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: Path, task: str | None, device: torch.device, tile: int | None = None,
                         overlap: int | None = None) -> Predictor:
-        state = load_checkpoint(path, task=task)
-        config = state["config"]
-        net = inference_generator(state, f"{path}: the weights of its {config.generator!r} generator")
-        predictor = cls(config, net, device, tile, overlap)
-        predictor.step = state["step"]
+        model = read_model(path, task)
+        predictor = cls(model.config, model.generator(), device, tile, overlap)
+        predictor.step = model.step
         return predictor
 
     @property

@@ -8,6 +8,7 @@ and a file from a stranger cannot run code.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import pickle
 import re
@@ -21,7 +22,7 @@ from pan_cli.config import RunConfig
 from pan_cli.errors import PanError
 from pan_cli.files import atomic_write
 from pan_cli.models.networks import GENERATORS
-from pan_cli.store.model import FORMAT, inference_weights, is_safetensors, load_safetensors
+from pan_cli.store.model import CONFIG_NAME, FORMAT, WEIGHTS_NAME, SavedModel, require_extra
 from pan_cli.tasks import TASKS
 
 REQUIRED = ("format", "config", "step", "T")
@@ -56,13 +57,41 @@ def load_checkpoint(path: Path, task: str | None = None) -> dict[str, Any]:
     one PanError naming the file. `best` is the best validation, or None when none ran (files
     written before pan kept None there hold a step-0, -inf placeholder instead)."""
     path = Path(path)
-    state = validate_state(path, load_safetensors(path)) if is_safetensors(path) else _load_torch_file(path)
+    state = validate_state(path, _load_safetensors(path)) if _is_safetensors(path) else _load_torch_file(path)
     if task is not None and state["config"].task != task:
         raise PanError(f"{path} is a {state['config'].task!r} checkpoint, not {task!r}")
     best = state.get("best")
     step = best.get("step") if isinstance(best, dict) else None
     state["best"] = best if isinstance(step, int) and step > 0 else None
     return state
+
+
+def read_model(path: Path, task: str | None = None) -> SavedModel:
+    """load_checkpoint, as the typed model every user of a saved model takes."""
+    return SavedModel.of(load_checkpoint(path, task), Path(path))
+
+
+def _is_safetensors(path: Path) -> bool:
+    return path.suffix == ".safetensors" or (path.is_dir() and (path / WEIGHTS_NAME).is_file())
+
+
+def _load_safetensors(path: Path) -> dict[str, Any]:
+    """A safetensors export as a checkpoint state that `pan infer` runs (weights already folded)."""
+    require_extra("safetensors", "safetensors", "reading a safetensors export")
+    from safetensors.torch import load_file
+
+    folder = path if path.is_dir() else path.parent
+    weights_path = path if not path.is_dir() else path / WEIGHTS_NAME
+    try:
+        card = json.loads((folder / CONFIG_NAME).read_text())
+        weights = load_file(str(weights_path))
+    except Exception as exc:  # noqa: BLE001 - OSError, JSON or safetensors' own error on untrusted bytes
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PanError(f"{path}: not a pan safetensors export ({first:.120})") from None
+    if not isinstance(card, dict):
+        raise PanError(f"{folder / CONFIG_NAME}: not a pan model card (a {type(card).__name__}, not a table)")
+    return {"format": FORMAT, "config": card.get("config"), "step": card.get("step"), "T": weights, "T_ema": None,
+            "exported": True, "best": card.get("validation"), "data": card.get("data"), "path": path}
 
 
 def _load_torch_file(path: Path) -> dict[str, Any]:
@@ -177,7 +206,7 @@ def load_training_checkpoint(path: Path, task: str | None = None) -> dict[str, A
     """load_checkpoint, refusing a file that cannot continue training (an export: no D, no
     optimiser state)."""
     state = load_checkpoint(path, task)
-    if state.get("exported") or "opt_T" not in state:
+    if SavedModel.of(state).exported:
         raise PanError(f"{path} is an exported model (weights only), not a training checkpoint to resume")
     return state
 
@@ -210,20 +239,3 @@ def default_checkpoint(task: str, warn: Callable[[str], None]) -> Path:
     warn(f"no run of your own at {own}; using the pretrained {task} model that ships with pan "
          f"({shipped.name}; see docs/models/{task}.md)")
     return shipped
-
-
-def export_weights(state: dict[str, Any], target: Path, half: bool = False) -> dict[str, Any]:
-    """Write only what inference needs from a training checkpoint: the config and T's weights
-    (its EMA when the run kept one). About 1/60 of a PAN checkpoint: no D, no Adam moments.
-    Resuming training from it is not possible; `pan infer` takes it like any checkpoint.
-
-    `half` stores the floating-point weights as float16, half the file; loading copies them into
-    the float32 network, so inference runs in float32 on exactly the stored values. Without it
-    they are stored as float32 (a half export exported again keeps its values, not its dtype)."""
-    weights = inference_weights(state)
-    dtype = torch.float16 if half else torch.float32
-    weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
-    exported = {"config": state["config"].to_dict(), "step": state["step"], "T": weights, "T_ema": None,
-                "exported": True, "data": state.get("data"), "best": state.get("best")}
-    save_checkpoint(target, exported)
-    return exported

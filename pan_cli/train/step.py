@@ -14,7 +14,7 @@ from pan_cli.errors import PanError
 from pan_cli.losses import discriminator_loss, transformer_loss
 from pan_cli.models.discriminator import Discriminator, build_discriminator
 from pan_cli.models.networks import build_generator
-from pan_cli.store.model import inference_weights
+from pan_cli.store.model import SavedModel
 from pan_cli.train.distributed import Group
 
 
@@ -119,7 +119,7 @@ class Models:
         from its D when it has one; the optimisers and the EMA's count start fresh. Returns what
         D took from `state`: "all", "convolutions" (D's last layer, a Linear sized from the image
         D sees, starts fresh when that size changed) or "nothing"."""
-        weights = inference_weights(state)
+        weights = SavedModel.of(state).weights
         nets = [(self.T, weights, "generator")]
         if self.ema is not None:
             nets.append((self.ema.module, weights, "generator"))
