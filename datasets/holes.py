@@ -15,7 +15,7 @@ from typing import BinaryIO
 import torch
 import torch.nn.functional as F
 
-from pan_cli.datasets.images import decode_image, read_image, to_float
+from pan_cli.datasets.images import ImageReadError, decode_image, read_image, to_float
 
 MEAN_FILL = (117, 104, 123)  # Context-Encoder's dataset mean colour (0-255)
 CONTEXT, PATCH, INNER = 128, 64, 56  # context window, predicted centre patch, blanked inner square
@@ -32,6 +32,16 @@ def read_mask(path: Path, max_pixels: int | None = None) -> torch.Tensor:
     in a file with transparency, the pixel is opaque (a stroke painted on a transparent layer
     marks the hole; the transparent rest is not one, whatever colour it holds)."""
     return _hole(read_image(path, 2, max_pixels))
+
+
+def check_mask(mask: torch.Tensor, image: torch.Tensor, mask_name: str, image_name: str) -> None:
+    """A mask (bool HxW) fits its image (CHW) and marks something to fill, or one
+    ImageReadError naming the mask: an empty mask would give an unchanged copy as if filled."""
+    if mask.shape != image.shape[1:]:
+        raise ImageReadError(f"{mask_name} is {mask.shape[1]}x{mask.shape[0]} but {image_name} is "
+                             f"{image.shape[2]}x{image.shape[1]}")
+    if not mask.any():
+        raise ImageReadError(f"{mask_name}: the mask marks no pixel (white, opaque = fill), so there is no hole")
 
 
 def decode_mask(source: BinaryIO, name: str, max_pixels: int | None = None) -> torch.Tensor:

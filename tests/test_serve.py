@@ -115,7 +115,7 @@ def test_a_decompression_bomb_and_a_wrong_size_mask_are_refused(client):
 
 
 def test_serve_warns_off_localhost_and_says_how_to_install_a_missing_extra(run_pan, monkeypatch):
-    from pan_cli.commands.serve import is_loopback
+    from pan_cli.serve.app import is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")

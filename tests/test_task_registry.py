@@ -12,7 +12,7 @@ from pan_cli.datasets.layout import Pair
 from pan_cli.datasets.paired import PairedImages
 from pan_cli.models.networks import build_generator
 from pan_cli.store.checkpoint import load_checkpoint
-from pan_cli.tasks import crops, make_config
+from pan_cli.tasks import TASKS, crops, make_config
 from tests.conftest import crop
 
 
@@ -115,3 +115,11 @@ def test_a_half_precision_export_is_half_the_file_and_infers_in_float32_on_its_s
     refused = run_pan("export", trained_checkpoint, "-o", tmp_path / "m.onnx", "--half")
     assert refused.exit_code != 0 and "--half writes pan's own torch file" in refused.stderr
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_every_synthesizer_a_config_accepts_has_a_builder():
+    from pan_cli.config import SYNTHESIZERS as NAMES
+    from pan_cli.tasks import SYNTHESIZERS
+
+    assert set(SYNTHESIZERS) == set(NAMES) - {""}
+    assert {task.synthesizer for task in TASKS.values()} <= set(NAMES)

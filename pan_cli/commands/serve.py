@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import click
 from pan_cli.commands.options import TileSize, set_threads
 from pan_cli.devices import pick_device
 from pan_cli.errors import RunFailure
-from pan_cli.serve.app import MAX_PIXELS, QUEUE
+from pan_cli.serve.app import MAX_PIXELS, QUEUE, is_loopback
 
 
 def _require_extra() -> None:
@@ -21,15 +20,6 @@ def _require_extra() -> None:
         except ImportError:
             raise RunFailure(f"pan serve needs {module if module != 'multipart' else 'python-multipart'}: "
                            "pip install 'pan[serve]'") from None
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @click.command("serve")

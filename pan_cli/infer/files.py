@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pan_cli.datasets.holes import read_mask
+from pan_cli.datasets.holes import check_mask, read_mask
 from pan_cli.datasets.images import is_image_path, write_image
 from pan_cli.datasets.labels import read_input
 from pan_cli.errors import PanError
@@ -42,13 +42,9 @@ class _Decode(Dataset):
             if job.mask is None:
                 return index, (image, None)
             mask = read_mask(job.mask, self.max_pixels)
+            check_mask(mask, image, str(job.mask), f"its image {job.source}")
         except PanError as exc:
             return index, str(exc)
-        if mask.shape != image.shape[1:]:
-            return index, (f"{job.mask} is {mask.shape[1]}x{mask.shape[0]} but its image {job.source} is "
-                           f"{image.shape[2]}x{image.shape[1]}")
-        if not mask.any():  # an unchanged copy written as if filled would say nothing was wrong
-            return index, f"{job.mask}: the mask marks no pixel (white, opaque = fill), so there is no hole to fill"
         return index, (image, mask)
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from pan_cli.config import RunConfig
-from pan_cli.datasets.holes import read_mask
+from pan_cli.datasets.holes import check_mask, read_mask
 from pan_cli.datasets.images import read_image, write_image
 from pan_cli.datasets.layout import Pair, images_by_name
 from pan_cli.datasets.paired import load_pair
@@ -66,26 +66,24 @@ def score_files(items: Iterable[tuple[str, Path, Path]], settings: Settings,
     for name, pred_path, ref_path in items:
         pred, ref = read_image(pred_path, 3, max_pixels), read_image(ref_path, 3, max_pixels)
         _check_size(pred, pred_path, ref, ref_path)
-        mask = mask_path = None
+        mask = None
         if masks is not None:
             if name not in by_name:
                 raise PanError(f"no mask for {name} in {masks}")
             mask_path = by_name[name]
             mask = read_mask(mask_path)
-            _check_size(mask[None], mask_path, ref, ref_path)
-        yield Row(name, _scores(ref_path, ref, pred, settings, mask, mask_path))
+            check_mask(mask, ref, str(mask_path), str(ref_path))
+        yield Row(name, _scores(ref_path, ref, pred, settings, mask))
 
 
 def _scores(ref_path: Path, reference: torch.Tensor, output: torch.Tensor, settings: Settings,
-            mask: torch.Tensor | None = None, mask_path: Path | None = None) -> dict[str, float]:
+            mask: torch.Tensor | None = None) -> dict[str, float]:
     """score(), and hole_scores() with a mask; a problem is one PanError naming the file."""
     try:
         scores = score(reference, output, settings)
     except ValueError as exc:
         raise PanError(f"{ref_path}: {exc}") from None
     if mask is not None:
-        if not mask.any():
-            raise PanError(f"{mask_path}: the mask marks no pixel (white = hole), so there is no hole to score")
         scores.update(hole_scores(reference, output, mask[None]))
     return scores
 
@@ -123,14 +121,13 @@ def score_model(predictor: Predictor, pairs: Sequence[Pair], settings: Settings,
             if masks and pair.name not in masks:
                 raise PanError(f"no mask for {pair.a} in the masks/ folder beside it")
             mask = read_mask(masks[pair.name]) if masks else default_mask(x)
-            _check_size(mask[None], masks.get(pair.name, pair.a), x, pair.a)
+            check_mask(mask, x, str(masks.get(pair.name, pair.a)), str(pair.a))
         output = predictor.predict(x, mask)
         if save is not None:
             write_image(save / f"{pair.name}.png", output, overwrite=overwrite)
-        where = masks.get(pair.name, pair.a) if holes else None
-        yield Row(pair.name, _scores(pair.b or pair.a, y, output, settings, mask, where))
+        yield Row(pair.name, _scores(pair.b or pair.a, y, output, settings, mask))
         for method, fill_hole in (BASELINES.items() if holes and baselines else ()):
-            yield Row(pair.name, _scores(pair.b or pair.a, y, fill_hole(x, mask), settings, mask, where), method)
+            yield Row(pair.name, _scores(pair.b or pair.a, y, fill_hole(x, mask), settings, mask), method)
 
 
 def validator(pairs: Sequence[Pair], settings: Settings) -> Callable[[RunConfig, nn.Module, torch.device],

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ipaddress
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -27,7 +28,7 @@ from urllib.parse import urlsplit
 import torch
 from PIL import Image
 
-from pan_cli.datasets.holes import decode_mask
+from pan_cli.datasets.holes import check_mask, decode_mask
 from pan_cli.datasets.images import decode_image
 from pan_cli.errors import PanError
 from pan_cli.infer.predictor import Predictor
@@ -89,15 +90,23 @@ def host_name(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def allowed_hosts(bound: str) -> frozenset[str] | None:
     """The Host names a request may use: the bound name (and every loopback name when it is a
     loopback address); None (any) when bound to every address (0.0.0.0 or ::)."""
-    if bound in ("0.0.0.0", "::", ""):
+    if bound in ("0.0.0.0", "::", "[::]", ""):
         return None
     names = {bound.strip("[]").lower()}
-    if names & set(LOOPBACK_NAMES) or bound.startswith("127."):
-        names |= set(LOOPBACK_NAMES)
-    return frozenset(names)
+    return frozenset(names | set(LOOPBACK_NAMES)) if is_loopback(bound) else frozenset(names)
 
 
 class Guard:
@@ -190,11 +199,7 @@ def create_app(models: list[Model], max_upload: int = MAX_UPLOAD, max_pixels: in
             mask = None
             if net.inpaints and mask_data is not None:
                 mask = decode_mask(io.BytesIO(mask_data), "the mask", limit)
-                if mask.shape != image.shape[1:]:
-                    return _error(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                                  f"{image.shape[2]}x{image.shape[1]}")
-                if not mask.any():
-                    return _error("the mask is empty: paint over what to fill")
+                check_mask(mask, image, "the mask", "the image")
         except PanError as exc:
             return _error(str(exc))
         lane = lanes["small" if image.shape[1] * image.shape[2] <= SMALL_PIXELS else "large"]
