@@ -154,13 +154,16 @@ def mean_row(rows: Sequence[Row], method: str = "model") -> Row:
     mine = [r for r in rows if r.method == method]
 
     def mean(values: list[float]) -> float:
-        return sum(min(v, CAP_DB) for v in values) / len(values)
+        counted = [min(v, CAP_DB) for v in values if not math.isnan(v)]  # a NaN detail: nothing to measure
+        return sum(counted) / len(counted) if counted else float("nan")
 
     return Row("mean" if method == "model" else f"mean {method}",
                {m: mean([r.scores[m] for r in mine]) for m in mine[0].scores}, method)
 
 
-def _plain(value: float) -> float | str:
+def _plain(value: float) -> float | str | None:
+    if math.isnan(value):
+        return None
     return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
 
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.ndimage import uniform_filter
+from scipy.ndimage import binary_erosion, gaussian_filter, uniform_filter
 from scipy.signal import fftconvolve
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.morphology import disk
 
 METRICS = ("psnr", "ssim", "uqi", "vif")
 
@@ -158,16 +159,42 @@ def score(reference: torch.Tensor, test: torch.Tensor, settings: Settings = RGB)
     }
 
 
+DETAIL_SIGMA = 2.0  # the high-pass of the detail ratio: grey minus its Gaussian blur of this sigma
+DETAIL_ERODE = 4  # pixels taken off the hole's edge first, so the seam with the known pixels does not count
+
+
+def high_pass(image: torch.Tensor) -> np.ndarray:
+    """The fine structure of a uint8 CHW image: its grey (mean of the channels, 0-255) minus
+    that grey's Gaussian blur (sigma DETAIL_SIGMA, edges reflected)."""
+    grey = image.double().mean(0).numpy()
+    return grey - gaussian_filter(grey, DETAIL_SIGMA, mode="reflect")
+
+
+def detail(reference: torch.Tensor, test: torch.Tensor, mask: torch.Tensor) -> float:
+    """How much fine structure a fill has, against the real photo's: the RMS of the test
+    image's high-pass over the hole eroded by DETAIL_ERODE px, divided by the reference's.
+    1.0 is as much texture as the photo, a blur is near 0; PSNR rewards the blur, this does
+    not. NaN when nothing is left of the hole after erosion or the photo is flat there."""
+    inside = binary_erosion(mask.bool().reshape(mask.shape[-2:]).numpy(), disk(DETAIL_ERODE), border_value=1)
+    if not inside.any():
+        return float("nan")
+    clean = float(np.sqrt(np.mean(high_pass(reference)[inside] ** 2)))
+    if clean == 0:
+        return float("nan")
+    return float(np.sqrt(np.mean(high_pass(test)[inside] ** 2))) / clean
+
+
 def hole_scores(reference: torch.Tensor, test: torch.Tensor, mask: torch.Tensor, data_range: int = 255) -> dict:
     """PSNR and mean absolute error over the masked pixels only (mask: nonzero = hole), as
-    inpainting is judged: the pixels outside the hole are the input's own."""
+    inpainting is judged: the pixels outside the hole are the input's own; and the fill's
+    `detail` ratio (see detail())."""
     inside = mask.bool().expand_as(reference)
     if not inside.any():
         raise ValueError("the mask marks no pixel")
     diff = reference[inside].double() - test[inside].double()
     mse = float((diff * diff).mean())
     return {"psnr_hole": float("inf") if mse == 0 else 10 * np.log10(data_range**2 / mse),
-            "mae_hole": float(diff.abs().mean())}
+            "mae_hole": float(diff.abs().mean()), "detail": detail(reference, test, mask)}
 
 
 def psnr(reference: torch.Tensor, test: torch.Tensor, settings: Settings = RGB) -> float:
