@@ -43,15 +43,20 @@ class Task:
     make_size: int = 0  # `pan data make`: resize the shorter side and centre-crop to this (0: keep)
     no_data: str = ""  # what to tell a user who gave no --data
     val_channel: str = "rgb"  # what validation PSNR is taken on ("y": luma, as de-raining papers score)
+    # The shipped model's recipe: settings over the defaults above that `pan train TASK` uses
+    # unless --paper is given (the authors' generator and sizes then).
+    recipe: tuple[tuple[str, Any], ...] = ()
+    paper_generator: str = ""  # --paper's generator ("": the task's generator)
 
     @property
     def takes_rain(self) -> bool:
         """Its inputs are made with rain (the --rain options apply)."""
         return self.synthesizer == "rain"
 
-    def defaults(self) -> dict[str, Any]:
-        return {
-            "generator": self.generator,
+    def defaults(self, paper: bool = False) -> dict[str, Any]:
+        """The settings a run starts from: with `paper`, the authors' generator and no recipe."""
+        values = {
+            "generator": (self.paper_generator or self.generator) if paper else self.generator,
             "image_size": self.image_size,
             "load_size": self.load_size,
             "direction": self.direction,
@@ -62,6 +67,7 @@ class Task:
             "synthesize": self.synthesizer if self.always_synthesize else "",
             "label_input": self.label_input,
         }
+        return values if paper else {**values, **dict(self.recipe)}
 
 
 TASKS: dict[str, Task] = {
@@ -85,9 +91,12 @@ TASKS: dict[str, Task] = {
         "inpaint",
         "photo with a hole -> completed photo",
         "a folder of clean photos (or the B/ side of pairs); holes are made on the fly",
-        generator="context-encoder",
+        generator="unet-fill",
         image_size=128,
         load_size=150,
+        # the shipped model's recipe (docs/models/inpaint.md): crops of random zoom, a half-width D
+        recipe=(("zoom", True), ("d_width", 0.5), ("lambda_pix", 100.0)),
+        paper_generator="context-encoder",
         synthesizer="holes",
         always_synthesize=True,
         fills_holes=True,
@@ -178,7 +187,7 @@ def make_config(task_name: str, paper: bool = False, **overrides: Any) -> RunCon
     every override that is not None (None means 'not given on the command line')."""
     task = get_task(task_name)
     given = {k: v for k, v in overrides.items() if v is not None}
-    values: dict[str, Any] = {"task": task.name, **task.defaults()}
+    values: dict[str, Any] = {"task": task.name, **task.defaults(paper)}
     if paper:
         values.update(PAPER)
         values["image_size"], values["load_size"] = PAPER_SIZES.get(task.name, (256, 286))

@@ -98,4 +98,4 @@ def trained_inpaint_unet(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_context_encoder(tmp_path_factory) -> Path:
     """The paper's inpainting setting (context encoder, 128 context, centre hole), trained once."""
-    return train_inpaint(tmp_path_factory.mktemp("inpaint-ce"), (140, 150))
+    return train_inpaint(tmp_path_factory.mktemp("inpaint-ce"), (140, 150), "--generator", "context-encoder")

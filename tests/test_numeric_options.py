@@ -57,7 +57,7 @@ def test_fuzzed_numeric_options_never_trace_back_nor_pass_a_non_finite_value(run
         assert result.exit_code == 2, (option, text, result.stderr)
 
 
-@pytest.mark.parametrize("task, args", [("inpaint", ("--batch-size", "1")),
+@pytest.mark.parametrize("task, args", [("inpaint", ("--paper", "--batch-size", "1")),
                                         ("sketch2photo", ("--image-size", "64", "--batch-size", "1"))])
 def test_sizes_that_leave_batchnorm_one_value_are_refused_up_front(run_pan, tmp_path, task, args):
     result = run_pan("train", task, "--data", tmp_path / "nowhere", *args, "-q")

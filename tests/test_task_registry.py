@@ -19,7 +19,8 @@ from tests.conftest import crop
 def test_train_help_shows_the_named_tasks_defaults(run_pan):
     result = run_pan("train", "inpaint", "--help")
     assert result.exit_code == 0
-    assert "Defaults for inpaint" in result.stdout and "context-encoder, image size 128" in result.stdout
+    assert "Defaults for inpaint" in result.stdout and "unet-fill, image size 128" in result.stdout
+    assert "--zoom --d-width 0.5" in result.stdout and "authors' settings: context-encoder" in result.stdout
     assert "holes (always)" in result.stdout and "Defaults for derain" not in result.stdout
     labels = run_pan("train", "labels2street", "--help").stdout
     assert "BtoA (input is a label map)" in labels and "unet, image size 256, load size 286" in labels
@@ -33,7 +34,7 @@ def test_sizes_a_generator_cannot_take_are_refused_naming_the_sizes_it_can(run_p
     assert result.exit_code == 2  # a value the config refuses is a usage error, in one line
     assert result.stderr.strip() == ("pan: error: generator 'unet' needs image sizes that are multiples of 64 "
                                      "(e.g. 128), not 100")
-    result = run_pan("train", "inpaint", "--data", tmp_path, "--image-size", "96")
+    result = run_pan("train", "inpaint", "--data", tmp_path, "--image-size", "96", "--paper")
     assert "takes exactly 128x128 images, not 96" in result.stderr
 
 

@@ -52,7 +52,17 @@ class TaskCommand(click.Command):
                     ("residual, ema", f"{config.residual}, {config.ema:g}"),
                     ("synthesizer", (task.synthesizer + (" (always)" if task.always_synthesize else
                                                          " (with --synthesize)")) if task.synthesizer else "none"),
+                    *([("recipe", _recipe(task))] if task.recipe else []),
+                    ("--paper", f"the authors' settings: {make_config(name, paper=True).generator}"),
                 ])
+
+
+def _recipe(task) -> str:
+    """The shipped model's settings over the task's defaults, as a user would type them."""
+    def flag(key: str, value) -> str:
+        name = "--" + key.replace("_", "-")
+        return name if value is True else f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+    return "the shipped model's: " + " ".join(flag(k, v) for k, v in task.recipe)
 
 
 @click.command("tasks")
@@ -65,7 +75,8 @@ def tasks_command(verbose: bool) -> None:
                 f"objective={config.objective} lambdas={','.join(f'{v:g}' for v in config.lambdas)} "
                 f"margin={config.margin:g} lambda_pix={config.lambda_pix:g} residual={config.residual}")
         if verbose:
-            line += (f" T_params={count_parameters(build_generator(config))}"
+            line += (f" zoom={config.zoom} d_width={config.d_width:g} paper={make_config(name, paper=True).generator}"
+                     f" T_params={count_parameters(build_generator(config))}"
                      f" D_params={count_parameters(build_discriminator(config))}")
         emit(line)
 
