@@ -16,6 +16,7 @@ from torch.utils.data import Dataset, Sampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from pan_cli.datasets.cache import DecodesOnce
 from pan_cli.datasets.images import ImageReadError, image_size, read_image, to_float
 from pan_cli.datasets.labels import read_input
 from pan_cli.datasets.layout import Pair
@@ -93,8 +94,8 @@ def require_crop(path: Path, crop: int, halves: bool = False) -> None:
         raise ImageReadError(problem)
 
 
-class PairedImages(Dataset):
-    """Lazily loaded pairs: each item is read from disk when asked for, never cached."""
+class PairedImages(Dataset, DecodesOnce):
+    """Pairs decoded once (use_cache), or read from disk whenever an item is asked for."""
 
     def __init__(self, pairs: Sequence[Pair], crops: Crops):
         if not pairs:
@@ -122,9 +123,22 @@ class PairedImages(Dataset):
             if self.load_size < self.crop:
                 require_crop(pair.a, self.crop, halves=pair.b is None)
 
+    def decode(self, index: int) -> tuple[torch.Tensor, ...]:
+        return load_pair(self.pairs[index], self.direction, self.channels)
+
+    def source_files(self) -> list[Path]:
+        return [path for pair in self.pairs for path in (pair.a, pair.b) if path is not None]
+
+    def decoded_bytes(self) -> int:
+        return sum(sum(self.channels) * height * width // (1 if pair.b is not None else 2)
+                   for pair in self.pairs for height, width in [image_size(pair.a)])
+
+    def decoding(self) -> str:
+        return f"{self.direction}/{self.channels}"
+
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, seed = key
-        x, y = load_pair(self.pairs[index], self.direction, self.channels)
+        x, y = self.decoded(index)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             x, y = self.transform(self.input_kind(x), tv_tensors.Image(y))

@@ -14,8 +14,9 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from pan_cli.datasets.cache import DecodesOnce
 from pan_cli.datasets.holes import context_encoder_pair, random_mask, with_mask_channel
-from pan_cli.datasets.images import read_image, to_float
+from pan_cli.datasets.images import image_size, read_image, to_float
 from pan_cli.datasets.paired import Crops, require_crop
 from pan_cli.datasets.rain import Rain
 from pan_cli.errors import PanError
@@ -35,8 +36,9 @@ def random_holes(clean: torch.Tensor, generator: torch.Generator) -> tuple[torch
     return with_mask_channel(clean, random_mask(*clean.shape[1:], generator)), to_float(clean)
 
 
-class SynthesizedPairs(Dataset):
-    """Clean photos, read lazily; item (index, seed) is one augmented crop and its input."""
+class SynthesizedPairs(Dataset, DecodesOnce):
+    """Clean photos, decoded once (use_cache) or at every crop; item (index, seed) is one
+    augmented crop and its input."""
 
     def __init__(self, photos: Sequence, crops: Crops, make: Synthesizer):
         """`make`: (clean uint8 crop, generator) -> (input, target) in [-1, 1]; a module-level
@@ -56,9 +58,21 @@ class SynthesizedPairs(Dataset):
             for photo in self.photos:
                 require_crop(photo, self.crop)
 
+    def decode(self, index: int) -> tuple[torch.Tensor, ...]:
+        return (read_image(self.photos[index], 3),)
+
+    def source_files(self) -> list:
+        return self.photos
+
+    def decoded_bytes(self) -> int:
+        return sum(3 * height * width for height, width in map(image_size, self.photos))
+
+    def decoding(self) -> str:
+        return "rgb"
+
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, seed = key
-        photo = read_image(self.photos[index], 3)
+        (photo,) = self.decoded(index)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             crop = self.transform(tv_tensors.Image(photo)).as_subclass(torch.Tensor)

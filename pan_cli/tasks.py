@@ -98,6 +98,7 @@ TASKS: dict[str, Task] = {
         recipe=(("zoom", True), ("d_width", 0.5), ("lambda_pix", 100.0)),
         paper_generator="context-encoder",
         synthesizer="holes",
+        builtin_data=True,
         always_synthesize=True,
         fills_holes=True,
         make_size=128,

@@ -16,6 +16,15 @@ from pan_cli.datasets.rain import RainModel
 PHOTOS = ("astronaut", "rocket", "coffee", "chelsea")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def decoded_image_cache(tmp_path_factory):
+    """`pan train` decodes its images once into a cache folder: the tests', never ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("decoded")
+        patch.setenv("PAN_CACHE", str(folder))
+        yield folder
+
+
 def crop(name: str, height: int = 48, width: int = 64, top: int = 100, left: int = 100) -> torch.Tensor:
     return builtin_photo(name)[:, top: top + height, left: left + width].contiguous()
 

@@ -30,3 +30,22 @@ def test_compare_needs_pan_first_and_data_for_other_tasks(tmp_path, run_pan):
     assert run_pan("compare", "--task", "derain", "--objectives", "l1,pan", "--out", tmp_path).exit_code == 2
     result = run_pan("compare", "--task", "sketch2photo", "--out", tmp_path / "x")
     assert result.exit_code == 2 and "needs --data" in result.stderr
+
+
+def test_compare_inpaint_on_built_in_photos_reports_the_hole_and_its_detail(tmp_path, run_pan):
+    out = tmp_path / "cmp"
+    result = run_pan("compare", "--task", "inpaint", "--out", out, "--steps", "2", "--seeds", "0",
+                     "--objectives", "pan,l1", "--image-size", "64", "--batch-size", "2")
+    assert result.exit_code == 0, result.stderr
+    header = result.stdout.splitlines()[0]
+    assert "PSNR in hole" in header and "detail" in header
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith(("| pan", "| l1"))]
+    assert len(rows) == 4
+    for row in rows:  # every score is a number: hole PSNR between a blank fill's and a perfect one's
+        psnr_hole, detail = (float(cell.split("±")[0]) for cell in row[-3:-1])
+        assert 5 < psnr_hole < 60 and 0 <= detail < 5
+    test = sorted(p.name for p in (out / "data" / "test" / "masks").iterdir())
+    assert test == ["chelsea-strokes.png", "chelsea.png", "coffee-strokes.png", "coffee.png"]
+    assert read_image(out / "data" / "test" / "A" / "coffee.png").shape[1:] == (64, 64)
+    grid = read_image(out / "grid.png")
+    assert grid.shape[1] == 4 * 64 + 5 * 4 and grid.shape[2] == 4 * 64 + 5 * 4  # 4 pairs: input | pan | l1 | target

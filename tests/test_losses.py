@@ -143,8 +143,19 @@ def test_the_pixel_term_is_the_mean_absolute_or_the_mean_squared_error():
     assert l2["pixel"].item() == pytest.approx((0.25 + 1 + 0 + 4) / 4) == l2["total"].item()
 
 
+def test_the_low_pass_pixel_term_compares_4x4_block_means_and_ignores_texture_within_them():
+    config = make_config("derain", image_size=16, objective="l1", pixel_loss="l1-low")
+    texture = torch.tensor([[0.5, -0.5], [-0.5, 0.5]]).repeat(3, 3)[None, None]  # 6x6, mean 0 in every 2x2
+    flat = torch.zeros(1, 1, 6, 6)
+    assert transformer_loss(config, flat, texture)["pixel"].item() == 0.0  # blocks 4x4, 4x2, 2x4, 2x2: all mean 0
+    assert transformer_loss(make_config("derain", image_size=16, objective="l1"), flat, texture)["pixel"] == 0.5
+    ramp = torch.arange(36.0).reshape(1, 1, 6, 6) / 36  # block means (hand): 10.5, 13.5, 28.5, 31.5 over 36
+    expected = (abs(10.5 / 36 - 0.2) + abs(13.5 / 36 - 0.2) + abs(28.5 / 36 - 0.2) + abs(31.5 / 36 - 0.2)) / 4
+    assert transformer_loss(config, ramp, torch.full((1, 1, 6, 6), 0.2))["pixel"].item() == pytest.approx(expected)
+
+
 def test_an_unknown_pixel_loss_is_refused_in_one_line(run_pan, tmp_path):
-    with pytest.raises(PanError, match="unknown pixel loss 'l3'; choose one of l1, l2"):
+    with pytest.raises(PanError, match="unknown pixel loss 'l3'; choose one of l1, l2, l1-low"):
         make_config("derain", pixel_loss="l3")
     result = run_pan("train", "derain", "--data", tmp_path, "--pixel-loss", "l3")
-    assert result.exit_code == 2 and "'l3' is not one of 'l1', 'l2'" in result.stderr
+    assert result.exit_code == 2 and "'l3' is not one of 'l1', 'l2', 'l1-low'" in result.stderr

@@ -95,7 +95,7 @@ def compare_command(task, data, out, objectives, seeds, steps, image_size, batch
         seed_list = [int(s) for s in seeds.split(",")]
     except ValueError:
         raise click.BadParameter("comma-separated integers", param_hint="--seeds") from None
-    found = comparison_data(task, data, out)
+    found = comparison_data(task, data, out, image_size)
     console.print(f"data: {found.description}", highlight=False)
 
     def configs(objective: str, seed: int):

@@ -11,9 +11,11 @@ from pan_cli.commands.options import MAX_SIDE, Finite, finite_floats, rain_optio
 from pan_cli.commands.output import emit
 from pan_cli.commands.progress import progress_bar, stderr_console
 from pan_cli.config import RunConfig
+from pan_cli.datasets.cache import default_root
 from pan_cli.devices import pick_device, resolve_precision
 from pan_cli.errors import PanError
 from pan_cli.losses.objectives import OBJECTIVES
+from pan_cli.losses.terms import PIXEL_LOSSES
 from pan_cli.models.discriminator import build_discriminator
 from pan_cli.models.networks import GENERATORS, build_generator, count_parameters
 from pan_cli.score.evaluation import validator
@@ -106,8 +108,9 @@ def tasks_command(verbose: bool) -> None:
 @click.option("--d-width", type=Finite(0, 4, min_open=True),
               help="D's channel multiplier (1: the paper's D; 0.5: a quarter of its cost).")
 @click.option("--lambda-pix", type=Finite(min=0), help="Weight of the pixel term.")
-@click.option("--pixel-loss", type=click.Choice(["l1", "l2"]),
-              help="The pixel term: mean absolute (l1, the default) or squared error (l2, as Context Encoders).")
+@click.option("--pixel-loss", type=click.Choice(list(PIXEL_LOSSES)),
+              help="The pixel term: mean absolute (l1, the default) or squared error (l2, as Context Encoders), "
+                   "or l1-low: mean absolute error of 4x4 block means (texture left to the adversarial terms).")
 @click.option("--objective", type=click.Choice(list(OBJECTIVES)))
 @click.option("--gan-form", type=click.Choice(["saturating", "non-saturating"]))
 @click.option("--generator", type=click.Choice(list(GENERATORS)))
@@ -148,11 +151,18 @@ def tasks_command(verbose: bool) -> None:
               help="step-N.pt files to keep (0: all).")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="DataLoader worker processes.")
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder the training images are decoded into once, for every crop and later run on the same "
+                   "files (default: $PAN_CACHE, else ~/.cache/pan; safe to delete).")
+@click.option("--no-cache", is_flag=True, help="Decode each image from its file at every crop instead.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 def train_command(task: str, data: Path | None, synthesize: bool, steps: int | None, epochs: float | None,
                   paper: bool, device: str, run_dir: Path | None, resume: str | None, quiet: bool,
-                  val_data: Path | None, finetune: str | None, **settings) -> None:
+                  val_data: Path | None, finetune: str | None, cache: Path | None, no_cache: bool,
+                  **settings) -> None:
     """Train TASK on the pairs in --data; prints the final checkpoint's path on stdout."""
+    if cache and no_cache:
+        raise click.UsageError("give --cache or --no-cache, not both")
     runtime = {k: settings.pop(k) for k in ("log_every", "sample_every", "checkpoint_every", "val_every", "keep",
                                             "workers", "detect_anomaly", "time_limit", "tensorboard", "precision",
                                             "profile")}
@@ -198,7 +208,8 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
     train_device = pick_device(process_device or device)
     runtime["precision"], why = resolve_precision(runtime["precision"], train_device)
     console.print(f"device: {train_device.type}, {runtime['precision']} ({why})", highlight=False)
-    options = TrainOptions(run_dir=run_dir or Path("runs") / task, device=train_device, group=group, **runtime)
+    options = TrainOptions(run_dir=run_dir or Path("runs") / task, device=train_device, group=group,
+                           cache=None if no_cache else cache or default_root(), **runtime)
     if group.world > 1:
         console.print(f"data-parallel: {group.world} processes x batch {config.batch_size} = effective batch "
                       f"{group.world * config.batch_size}", highlight=False)
@@ -216,7 +227,8 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
         final = train(config, found.pairs, options, resume=resume, steps=steps, on_step=on_step,
                       finetune=start,
                       validate=validator(found.val_pairs, val_settings) if found.val_pairs else None,
-                      warn=say, asked=asked)
+                      warn=say, note=lambda message: console.print(f"data: {message}", highlight=False),
+                      asked=asked)
     console.print(f"done: checkpoint {final}", highlight=False)
     if group.main:
         emit(str(final))

@@ -10,6 +10,7 @@ checkpoints, so the report gives the mean and spread over seeds.
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -21,8 +22,15 @@ import torch
 from pan_cli.config import RunConfig
 from pan_cli.datasets.images import read_image, write_grid
 from pan_cli.datasets.layout import Pair, detect_layout, find_pairs, find_photos
+from pan_cli.datasets.make import Source, make_dataset
 from pan_cli.datasets.paired import load_pair
-from pan_cli.datasets.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, write_rain_pairs
+from pan_cli.datasets.photos import (
+    HELD_OUT_PHOTOS,
+    MORE_PHOTOS,
+    TRAIN_PHOTOS,
+    builtin_photo,
+    write_rain_pairs,
+)
 from pan_cli.errors import PanError
 from pan_cli.infer.predictor import Predictor
 from pan_cli.losses.objectives import PAN
@@ -33,6 +41,8 @@ from pan_cli.tasks import TASKS, make_config
 from pan_cli.train.loop import TrainOptions, train
 
 VIEWS = ("equal steps", "equal wall-clock")
+HOLE_METRICS = ("psnr_hole", "detail")  # inpainting: fidelity and texture inside the hole
+HEADINGS = {"psnr_hole": "PSNR in hole", "detail": "detail"}
 
 
 @dataclass
@@ -51,8 +61,9 @@ class Comparison:
 
     def table(self, objectives: Sequence[str]) -> str:
         """Markdown: one row per objective and view, mean ± sd over seeds."""
-        lines = ["| objective | view | steps | train s | PSNR | SSIM | UQI | VIF |",
-                 "|---|---|---|---|---|---|---|---|"]
+        metrics = [*METRICS, *(m for m in HOLE_METRICS if self.results and m in self.results[0].scores)]
+        lines = ["| objective | view | steps | train s | " + " | ".join(HEADINGS.get(m, m.upper()) for m in metrics)
+                 + " |", "|---|---|---|---|" + "---|" * len(metrics)]
         for view in VIEWS:
             for objective in objectives:
                 rows = [r for r in self.results if r.objective == objective and r.view == view]
@@ -63,7 +74,7 @@ class Comparison:
                     sd = statistics.stdev(values) if len(values) > 1 else 0.0
                     return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
 
-                scores = [cell([r.scores[m] for r in rows], 2 if m == "psnr" else 4) for m in METRICS]
+                scores = [cell([r.scores[m] for r in rows], 2 if m.startswith("psnr") else 4) for m in metrics]
                 steps = "/".join(sorted({str(r.steps) for r in rows}))
                 seconds = statistics.mean(r.seconds for r in rows)
                 lines.append(f"| {objective} | {view} | {steps} | {seconds:.0f} | " + " | ".join(scores) + " |")
@@ -121,6 +132,33 @@ def compare(
     return comparison
 
 
+def _rainy_pairs(data: Path, size: int) -> None:
+    write_rain_pairs(data / "train", TRAIN_PHOTOS, 6, 0)
+    write_rain_pairs(data / "test", HELD_OUT_PHOTOS, 3, 10_000)
+
+
+def _photos_and_holes(data: Path, size: int) -> None:
+    """Clean photos to train on (the B/ side of train/, as `pan data make inpaint` writes it);
+    the held-out ones at the crop size, each with a half-side centre hole and with free-form
+    strokes, to score."""
+    def sources(names: Sequence[str]) -> list[Source]:
+        return [Source(name, lambda name=name: builtin_photo(name)) for name in names]
+
+    make_dataset("inpaint", sources(TRAIN_PHOTOS + MORE_PHOTOS), data / "train", holes="random")
+    sources = sources(HELD_OUT_PHOTOS)
+    make_dataset("inpaint", sources, data / "test", size=size, holes="half")
+    strokes = data / "strokes"
+    make_dataset("inpaint", sources, strokes, size=size, holes="strokes", seed=1)
+    for kind in ("A", "B", "masks"):  # one test/ split: both hole kinds
+        for path in (strokes / kind).iterdir():
+            path.rename(data / "test" / kind / f"{path.stem}-strokes{path.suffix}")
+    shutil.rmtree(strokes)
+
+
+# a task's synthesizer -> the built-in data `pan compare` makes for it under out/data
+BUILTIN_DATA: dict[str, Callable[[Path, int], None]] = {"rain": _rainy_pairs, "holes": _photos_and_holes}
+
+
 @dataclass
 class CompareData:
     train: list[Pair] | list[Path]  # pairs, or clean photos when the task synthesizes inputs
@@ -129,17 +167,17 @@ class CompareData:
     description: str
 
 
-def comparison_data(task: str, data: Path | None, out: Path) -> CompareData:
-    """What to train and score on: `data`'s train/ and its test/ or val/; for derain without
-    `data`, built-in photos with synthesized rain written under out/data."""
+def comparison_data(task: str, data: Path | None, out: Path, size: int) -> CompareData:
+    """What to train and score on: `data`'s train/ and its test/ or val/; without `data`,
+    built-in photos under out/data, with synthesized rain (derain) or holes in held-out photos
+    of the training crop's `size` (inpaint)."""
     config = make_config(task)
     if data is None:
         if not TASKS[task].builtin_data:
             builtin = ", ".join(name for name, t in TASKS.items() if t.builtin_data)
             raise PanError(f"{task} needs --data (built-in data exists for {builtin} only)")
         data = out / "data"
-        write_rain_pairs(data / "train", TRAIN_PHOTOS, 6, 0)
-        write_rain_pairs(data / "test", HELD_OUT_PHOTOS, 3, 10_000)
+        BUILTIN_DATA[TASKS[task].synthesizer](data, size)
     layout = detect_layout(data)
     # inpaint trains on the clean photos (holes made on the fly) and is scored on the fixed holes
     train_pairs = find_photos(data, "train", config.direction) if config.synthesize else find_pairs(layout, "train")

@@ -29,6 +29,11 @@ class Group:
         """Only the main process writes files, logs and stdout."""
         return self.rank == 0
 
+    def barrier(self) -> None:
+        """Wait for every rank (nothing to wait for with one process)."""
+        if self.world > 1:
+            dist.barrier()
+
     def average_gradients(self, parameters: Iterable[nn.Parameter]) -> None:
         if self.world == 1:
             return

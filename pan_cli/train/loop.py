@@ -58,6 +58,7 @@ class TrainOptions:
     precision: str = "fp32"  # "bf16" (CPU and recent GPUs) or "fp16" (CUDA, with loss scaling) autocast
     compile: bool = False  # torch.compile T and D (in place: checkpoint keys stay plain)
     profile: bool = False  # time each phase of the steps; RUN_DIR/profile.json at the end
+    cache: Path | None = None  # decode the training images once into this folder (None: at every crop)
     group: Group = Group()  # the data-parallel process group (torchrun); one process by default
 
 
@@ -117,6 +118,7 @@ def _train(
     steps: int | None = None,
     on_step: Callable[[int, dict[str, float] | None], None] | None = None,
     warn: Callable[[str], None] = lambda message: None,
+    note: Callable[[str], None] = lambda message: None,
     validate: Validate | None = None,
     asked: frozenset[str] = frozenset(),
     finetune: dict | None = None,
@@ -138,6 +140,12 @@ def _train(
         warn("warning: --finetune is ignored: the run resumes from its own checkpoint")
     dataset = training_set(config, pairs)
     dataset.check_sizes()
+    if options.cache is not None:  # the main process decodes; the other ranks then open its cache
+        if options.group.main:
+            dataset.use_cache(options.cache, note, warn)
+        options.group.barrier()
+        if not options.group.main:
+            dataset.use_cache(options.cache, note, warn, build=False)
     run.prepare(options.group.rank)
     models = _build(config, options)
     start, best = 0, None  # no validation yet
