@@ -33,6 +33,7 @@ bench: install
 	$(BIN)/python tools/bench.py
 	$(BIN)/python tools/task_bench.py
 	$(BIN)/python tools/large_image_bench.py
+	$(BIN)/python tools/pipeline_bench.py
 
 # The pretrained models that ship in the package, trained by `pan train` itself:
 #   make weights PHOTOS=DIR [RAIN_VAL=PAIRS] [THREADS=1] [GPU_DEVICE=cuda WORKERS=14]

@@ -77,3 +77,13 @@ def test_compiled_training_has_finite_losses_and_a_plain_checkpoint(rain_pairs, 
     assert all(math.isfinite(json.loads(r)["t_total"]) for r in records)
     assert not any("_orig_mod" in key for key in state["T"])  # loads into an uncompiled network
     Predictor.from_checkpoint(tmp_path / "run" / "latest.pt", "derain", torch.device("cpu"))
+
+
+def test_adam_is_fused_on_cuda_only():
+    from pan_cli.train.step import adam_options
+
+    config = make_config("derain", image_size=24)
+    assert adam_options(config, torch.device("cuda")) == {"lr": config.lr, "betas": config.betas, "fused": True}
+    assert "fused" not in adam_options(config, torch.device("cpu"))  # the CPU numbers were measured without it
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))], **adam_options(config, torch.device("cuda")))
+    assert optimizer.defaults["fused"] is True  # torch accepts the option (it runs on the first CUDA step)

@@ -55,7 +55,7 @@ class Models:
         torch.manual_seed(config.seed)
         T = build_generator(config).to(device)
         D = build_discriminator(config).to(device) if config.loss.uses_d else None
-        adam = dict(lr=config.lr, betas=config.betas)
+        adam = adam_options(config, device)
         scaling = precision == "fp16"  # bf16 keeps fp32's range: no loss scaling
         return cls(
             T,
@@ -151,6 +151,12 @@ class Models:
         for scaler, saved in zip((self.scaler_T, self.scaler_D), state.get("scalers") or ()):
             if saved and scaler.is_enabled():
                 scaler.load_state_dict(saved)
+
+
+def adam_options(config: RunConfig, device: torch.device) -> dict:
+    """Adam's settings; on CUDA the fused kernel (one launch for every parameter, and no host
+    synchronisation), elsewhere torch's default, which the CPU results were measured with."""
+    return dict(lr=config.lr, betas=config.betas, **({"fused": True} if device.type == "cuda" else {}))
 
 
 def d_step(config: RunConfig, m: Models, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
