@@ -23,8 +23,8 @@ CONTEXT, PATCH, INNER = 128, 64, 56  # context window, predicted centre patch, b
 
 def fill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """uint8 CHW with the masked pixels set to the mean colour."""
-    colour = torch.tensor(MEAN_FILL, dtype=torch.uint8).view(3, 1, 1).expand_as(image)
-    return torch.where(mask, colour, image)
+    colour = torch.tensor(MEAN_FILL, dtype=torch.uint8, device=image.device).view(3, 1, 1).expand_as(image)
+    return torch.where(mask.to(image.device), colour, image)
 
 
 def read_mask(path: Path, max_pixels: int | None = None) -> torch.Tensor:
@@ -146,7 +146,7 @@ def _stroke(height: int, width: int, generator: torch.Generator) -> torch.Tensor
 def with_mask_channel(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """A fully convolutional T's input: the filled image in [-1, 1] and the mask (1 = hole) as
     a fourth channel."""
-    return torch.cat([to_float(fill(image, mask)), mask[None].float()])
+    return torch.cat([to_float(fill(image, mask)), mask[None].to(image.device).float()])
 
 
 def context_encoder_pair(clean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

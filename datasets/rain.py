@@ -34,6 +34,12 @@ def _uniform(generator: torch.Generator, low: float, high: float) -> float:
     return low + (high - low) * torch.rand((), generator=generator).item()
 
 
+def _rand(height: int, width: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """1x1xHxW uniform noise drawn from the (CPU) generator, on `device`: the same draws
+    wherever the rain is rendered (the training device, or the CPU)."""
+    return torch.rand(1, 1, height, width, generator=generator).to(device)
+
+
 def streak_kernel(length: int, angle_degrees: float) -> torch.Tensor:
     """An anti-aliased line of `length` pixels, `angle_degrees` from vertical, summing to ~length."""
     half = length / 2.0
@@ -83,15 +89,17 @@ class RainModel:
     layers: tuple[int, int] = (1, 3)  # streak layers, each with its own draws
     haze: tuple[float, float] = (0.0, 0.05)  # slight: a global veil a local window cannot measure
 
-    def streaks(self, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    def streaks(self, height: int, width: int, generator: torch.Generator,
+                device: torch.device = torch.device("cpu")) -> torch.Tensor:
         """A 1xHxW streak brightness map in [0, 1]."""
-        total = torch.zeros(1, 1, height, width)
+        total = torch.zeros(1, 1, height, width, device=device)
         n_layers = int(torch.randint(self.layers[0], self.layers[1] + 1, (), generator=generator))
         for _ in range(n_layers):
             density = _uniform(generator, *self.density)
-            seeds = (torch.rand(1, 1, height, width, generator=generator) < density).float()
-            seeds *= 0.5 + 0.5 * torch.rand(1, 1, height, width, generator=generator)
-            kernel = streak_kernel(round(_uniform(generator, *self.length)), _uniform(generator, *self.angle))
+            seeds = (_rand(height, width, generator, device) < density).float()
+            seeds *= 0.5 + 0.5 * _rand(height, width, generator, device)
+            kernel = streak_kernel(round(_uniform(generator, *self.length)),
+                                   _uniform(generator, *self.angle)).to(device)
             layer = _convolve(seeds, kernel)
             layer = _blur(layer, _uniform(generator, *self.blur))
             layer = layer / layer.amax().clamp_min(1e-6)  # brightest streak = 1 before scaling
@@ -100,7 +108,7 @@ class RainModel:
 
     def __call__(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         image = clean.float() / 255.0
-        rainy = _screen(image, self.streaks(image.shape[1], image.shape[2], generator))
+        rainy = _screen(image, self.streaks(image.shape[1], image.shape[2], generator, image.device))
         haze = _uniform(generator, *self.haze)
         airlight = _uniform(generator, 0.75, 1.0)
         return _to_uint8(rainy * (1.0 - haze) + haze * airlight)
@@ -120,16 +128,17 @@ class HeavyRain:
     transmission: tuple[float, float] = (0.7, 1.0)  # a: 1 - a is the rain-accumulation veil
     airlight: tuple[float, float] = (0.7, 1.0)  # A: the veil's grey level
 
-    def streaks(self, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    def streaks(self, height: int, width: int, generator: torch.Generator,
+                device: torch.device = torch.device("cpu")) -> torch.Tensor:
         """sum_t S_t R as a 1xHxW map (not clamped: overlapping streaks add up)."""
-        total = torch.zeros(1, 1, height, width)
+        total = torch.zeros(1, 1, height, width, device=device)
         main = _uniform(generator, *self.direction)
         for _ in range(int(torch.randint(self.layers[0], self.layers[1] + 1, (), generator=generator))):
             density = _uniform(generator, *self.density)
-            seeds = (torch.rand(1, 1, height, width, generator=generator) < density).float()
-            seeds *= 0.6 + 0.4 * torch.rand(1, 1, height, width, generator=generator)
+            seeds = (_rand(height, width, generator, device) < density).float()
+            seeds *= 0.6 + 0.4 * _rand(height, width, generator, device)
             angle = main + _uniform(generator, -self.spread, self.spread)
-            kernel = streak_kernel(round(_uniform(generator, *self.length)), angle)
+            kernel = streak_kernel(round(_uniform(generator, *self.length)), angle).to(device)
             sigma = _uniform(generator, *self.width)
             # one isolated streak peaks at 1 after the blur, whatever its width
             peak = _blur(F.pad(kernel, (4, 4, 4, 4))[None, None], sigma).amax().clamp_min(1e-6)
@@ -140,7 +149,7 @@ class HeavyRain:
 
     def __call__(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         image = clean.float() / 255.0
-        rain = self.streaks(image.shape[1], image.shape[2], generator)
+        rain = self.streaks(image.shape[1], image.shape[2], generator, image.device)
         alpha = _uniform(generator, *self.transmission)
         airlight = _uniform(generator, *self.airlight)
         return _to_uint8(alpha * (image + rain).clamp(0.0, 1.0) + (1.0 - alpha) * airlight)
@@ -160,18 +169,21 @@ class PhotoshopRain:
     def __call__(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         image = clean.float() / 255.0
         height, width = image.shape[1:]
-        total = torch.zeros(1, height, width)
+        total = torch.zeros(1, height, width, device=image.device)
+
+        def sample(flat: torch.Tensor) -> torch.Tensor:
+            picks = torch.randint(0, flat.numel(), (min(flat.numel(), 65536),), generator=generator)
+            return flat[picks.to(flat.device)]
+
         for _ in range(int(torch.randint(self.layers[0], self.layers[1] + 1, (), generator=generator))):
-            noise = _blur(torch.rand(1, 1, height, width, generator=generator), _uniform(generator, *self.noise_blur))
-            flat = noise.flatten()
-            sample = flat[torch.randint(0, flat.numel(), (min(flat.numel(), 65536),), generator=generator)]
-            threshold = torch.quantile(sample, 1.0 - _uniform(generator, *self.density))
+            noise = _blur(_rand(height, width, generator, image.device), _uniform(generator, *self.noise_blur))
+            threshold = torch.quantile(sample(noise.flatten()), 1.0 - _uniform(generator, *self.density))
             drops = ((noise - threshold) / (noise.amax() - threshold).clamp_min(1e-6)).clamp(0.0, 1.0)
-            kernel = streak_kernel(round(_uniform(generator, *self.length)), _uniform(generator, *self.angle))
+            kernel = streak_kernel(round(_uniform(generator, *self.length)),
+                                   _uniform(generator, *self.angle)).to(image.device)
             streaks = _convolve(drops, kernel / kernel.sum())
-            flat = streaks.flatten()
-            sample = flat[torch.randint(0, flat.numel(), (min(flat.numel(), 65536),), generator=generator)]
-            top = torch.quantile(sample, 0.995).clamp_min(1e-6)  # levels: the brightest 0.5% saturate
+            # levels: the brightest 0.5% saturate
+            top = torch.quantile(sample(streaks.flatten()), 0.995).clamp_min(1e-6)
             total = total + _uniform(generator, *self.intensity) * (streaks[0] / top).clamp(0.0, 1.0)
         return _to_uint8(_screen(image, total.clamp(0.0, 1.0)))
 

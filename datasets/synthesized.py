@@ -70,10 +70,23 @@ class SynthesizedPairs(Dataset, DecodesOnce):
     def decoding(self) -> str:
         return "rgb"
 
+    # Set by the trainer to synthesize on the training device: an item is then the clean uint8
+    # crop and its seed, and synthesize() makes a batch's inputs where the batch already is.
+    defer = False
+
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, seed = key
         (photo,) = self.decoded(index)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             crop = self.transform(tv_tensors.Image(photo)).as_subclass(torch.Tensor)
+        if self.defer:
+            return crop, torch.tensor(seed)
         return self.make(crop, torch.Generator().manual_seed(seed))
+
+    def synthesize(self, crops: torch.Tensor, seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch's (input, target) from its clean uint8 crops, on whatever device the crops are:
+        each crop with the generator of its seed (kept on the CPU), so the draws are those the
+        loader would have made."""
+        pairs = [self.make(crop, torch.Generator().manual_seed(int(seed))) for crop, seed in zip(crops, seeds)]
+        return torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs])

@@ -59,6 +59,10 @@ class TrainOptions:
     compile: bool = False  # torch.compile T and D (in place: checkpoint keys stay plain)
     profile: bool = False  # time each phase of the steps; RUN_DIR/profile.json at the end
     cache: Path | None = None  # decode the training images once into this folder (None: at every crop)
+    # Where synthesized inputs (rain, holes) are made: "loader" (in the DataLoader's processes),
+    # "device" (in the loop, on the training device), "auto": the device unless it is the CPU
+    # (there the loader's worker processes run beside the step).
+    synthesis: str = "auto"
     group: Group = Group()  # the data-parallel process group (torchrun); one process by default
 
 
@@ -265,6 +269,11 @@ class _StepData:
     def __init__(self, dataset, config: RunConfig, options: TrainOptions, start: int):
         group, per_step = options.group, config.loss.batches_per_step
         self.device, self.per_step = options.device, per_step
+        if options.synthesis not in ("auto", "loader", "device"):
+            raise ValueError(f"synthesis must be auto, loader or device, not {options.synthesis!r}")
+        on_device = options.synthesis == "device" or (options.synthesis == "auto" and options.device.type != "cpu")
+        self.synthesize = dataset.synthesize if on_device and hasattr(dataset, "synthesize") else None
+        dataset.defer = self.synthesize is not None
         loader = DataLoader(
             dataset,
             batch_sampler=StepBatches(len(dataset), config.batch_size * group.world, config.seed,
@@ -280,5 +289,8 @@ class _StepData:
         out = []
         for _ in range(self.per_step):
             x, y = next(self.batches)
-            out.append((x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)))
+            if self.synthesize is not None:  # x: clean uint8 crops, y: their seeds (kept on the CPU)
+                out.append(self.synthesize(x.to(self.device, non_blocking=True), y))
+            else:
+                out.append((x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)))
         return out
