@@ -26,7 +26,6 @@ from pan_cli.datasets.make import Source, make_dataset
 from pan_cli.datasets.paired import load_pair
 from pan_cli.datasets.photos import (
     HELD_OUT_PHOTOS,
-    MORE_PHOTOS,
     TRAIN_PHOTOS,
     builtin_photo,
     write_rain_pairs,
@@ -144,7 +143,7 @@ def _photos_and_holes(data: Path, size: int) -> None:
     def sources(names: Sequence[str]) -> list[Source]:
         return [Source(name, lambda name=name: builtin_photo(name)) for name in names]
 
-    make_dataset("inpaint", sources(TRAIN_PHOTOS + MORE_PHOTOS), data / "train", holes="random")
+    make_dataset("inpaint", sources(TRAIN_PHOTOS), data / "train", holes="random")
     sources = sources(HELD_OUT_PHOTOS)
     make_dataset("inpaint", sources, data / "test", size=size, holes="half")
     strokes = data / "strokes"
