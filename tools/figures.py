@@ -1,8 +1,9 @@
 """The model cards' pictures (docs/models), made with the shipped models (`make figures`).
 
 derain: three Rain100H validation pairs, rainy | pan | clean. inpaint: held-out photos with a
-half-side centre hole and free-form strokes, hole | pan | biharmonic | original.
-Usage: python tools/figures.py RAIN_VAL_DIR HELD_OUT_PHOTO_DIR
+half-side centre hole and free-form strokes, hole | biharmonic | pan | original, at full size
+(256 px: shrinking them would hide the texture the fills are judged by).
+Usage: python tools/figures.py RAIN_VAL_DIR HELD_OUT_PHOTO_DIR   (RAIN_VAL_DIR "-": inpaint only)
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ def inpainting(photos: Path) -> None:
         photo = TF.center_crop(TF.resize(read_image(photos / name), 256, antialias=True), [256, 256])
         mask = make_hole(kind, 256, 256, torch.Generator().manual_seed(1))
         shown = torch.where(mask, torch.full_like(photo, 255), photo)
-        tiles += [shown, predictor.predict(photo, mask), biharmonic_fill(photo, mask), photo]
-    write_grid(DOCS / "inpaint-heldout.jpg", [shrink(t, 200) for t in tiles], 4)
+        tiles += [shown, biharmonic_fill(photo, mask), predictor.predict(photo, mask), photo]
+    write_grid(DOCS / "inpaint-heldout.jpg", tiles, 4)
 
 
 if __name__ == "__main__":
-    derain(Path(sys.argv[1]))
+    if sys.argv[1] != "-":
+        derain(Path(sys.argv[1]))
     inpainting(Path(sys.argv[2]))

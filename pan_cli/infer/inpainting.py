@@ -2,10 +2,10 @@
 
 A fully convolutional T (a `unet` with a mask channel) takes the whole image at once, at the
 scale it was trained for: it learned to fill holes whose thickest part (the radius of the
-largest disc inside the hole) is a fraction of its training crop (FILL_RADII), so an image
+largest disc inside the hole) is a fraction of its training crop (FILL_RADIUS), so an image
 whose hole is thicker is filled at a smaller scale where it is not, and the fill is resized back
-(a thin stroke on a large photo is filled at full resolution); every fill is the mean of
-several passes (_fill_averaged: five nearby scales, each also mirrored). The
+(a thin stroke on a large photo is filled at full resolution), in one pass: the mean of
+several passes (nearby scales, mirror images) washes out the texture a fill is kept for. The
 Context-Encoder T takes exactly a 128x128 context and predicts its 64x64 centre, so each
 connected hole region gets its own context window: a square around the region, scaled so
 the region fits the 56x56 inner square the network was trained to fill, resized to 128,
@@ -52,41 +52,27 @@ def inpaint(model: Generator, image: torch.Tensor, mask: torch.Tensor) -> torch.
     if not mask.any():
         return image.clone()
     if model.geometry.any_size:
-        predicted = _fill_averaged(model, fill(image, mask), mask)
+        filled = fill(image, mask)
+        predicted = to_uint8(_fill_at_scale(model, filled, mask, fill_scale(mask, model.config.image_size)))
     else:
         predicted = _fill_by_windows(model, fill(image, mask), mask)
     return torch.where(mask, predicted, image)
 
 
-# the thickest hole part filled at full resolution, as a fraction of the training crop; larger
-# holes are filled at the scale that brings them to it. Swept on the held-out Kodak photos with
-# half-side centre holes (shipped model, hole PSNR in dB): 0.22 17.11, 0.25 17.15, 0.27 17.11,
-# 0.28 17.16, 0.29 17.35, 0.3 17.30, 0.31 17.26, 0.32 17.33, 0.33 17.01, 0.4 17.29: jagged from
-# one value to the next (the shrunk image's size is rounded, the U-Net's grid falls elsewhere),
-# so a large hole's fill is the mean of the fills at 0.28-0.32 (17.39), each of the image and of
-# its mirror image (17.44); on the Rain100H photos 16.41 at 0.3, 16.52 averaged. The passes are
-# on the shrunk image, so they cost little; a hole thin enough for full resolution gets two.
-FILL_RADII = (0.28, 0.29, 0.3, 0.31, 0.32)
+# The thickest hole part filled at full resolution, as a fraction of the training crop; a larger
+# hole is filled at the scale that brings it to this. Swept on the held-out Kodak photos with
+# half-side centre holes (hole PSNR in dB, detail): a smaller or larger fraction, or filling at
+# full resolution, is worse on both. The mean of fills at 0.28-0.32 and of the mirror image's
+# fills (what pan did until the texture recipe) gained 0.1-0.25 dB and halved the detail (0.31
+# -> 0.12 on half holes, 0.54 -> 0.39 on strokes: docs/models/inpaint.md): a single pass.
+FILL_RADIUS = 0.3
 
 
-def fill_scales(mask: torch.Tensor, crop: int) -> list[float]:
-    """The distinct scales (at most 1) at which the hole's thickest part, the radius of the
-    largest disc inside it, is FILL_RADII of the training crop: [1.0] for a thin hole."""
+def fill_scale(mask: torch.Tensor, crop: int) -> float:
+    """The scale (at most 1) at which the hole's thickest part, the radius of the largest disc
+    inside it, is FILL_RADIUS of the training crop: 1.0 for a thin hole."""
     radius = float(distance_transform_edt(mask.numpy()).max())
-    return sorted({min(1.0, crop * fraction / radius) for fraction in FILL_RADII})
-
-
-def _fill_averaged(model: Generator, filled: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The mean of the fills at each of fill_scales, of the image and of its mirror image.
-    `filled` has its hole pixels set to the mean colour already, so nothing of what was there
-    can leak into a downscaled image."""
-    scales = fill_scales(mask, model.config.image_size)
-    mirrored, mirrored_mask = filled.flip(-1), mask.flip(-1)
-    total = torch.zeros(filled.shape, dtype=torch.float32)
-    for scale in scales:
-        total += _fill_at_scale(model, filled, mask, scale)
-        total += _fill_at_scale(model, mirrored, mirrored_mask, scale).flip(-1)
-    return to_uint8(total / (2 * len(scales)))
+    return min(1.0, crop * FILL_RADIUS / radius)
 
 
 def _fill_at_scale(model: Generator, filled: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:

@@ -85,10 +85,10 @@ BOMB_LIMIT = 89_478_485
 # the decoded image, the output and its blend weights, the mask: all an image costs when it is
 # tiled (or cut into windows, for the context encoder), whatever the model
 IMAGE_BYTES_PER_PIXEL = 32
-# and beyond those, filling holes with a fully convolutional T (inpainting._fill_averaged): the
-# mean-colour fill and its mirror image, a pass's float prediction and the float sum of the
-# passes; a 12 MP photo with a 20 px stroke peaked at 84 bytes per pixel over the tile's
-# activations and the interpreter (59 with the single pass the fill used to make)
+# and beyond those, filling holes with a fully convolutional T (inpainting.inpaint): the
+# mean-colour fill and the pass's float prediction; a 12 MP photo with a 20 px stroke peaked at
+# 59 bytes per pixel over the tile's activations and the interpreter with one pass (84 with the
+# mean of a pass and its mirror image's that pan made before the texture recipe)
 FILL_BYTES_PER_PIXEL = 56
 # scoring a pair (pan eval --pred/--ref): PSNR, SSIM, UQI and VIF in float64 over both images;
 # numpy alone peaked at 160 bytes per pixel for a 1 MP pair, the process at about 270
