@@ -25,6 +25,7 @@ PAN = "pan"  # the paper's objective: `pan compare` measures the others against 
 OBJECTIVES: dict[str, Objective] = {
     "pan": Objective("pan", uses_d=True, perceptual=True),
     "pix2pix": Objective("pix2pix", uses_d=True, perceptual=False,
-                         implies={"lambda_pix": 100.0, "gan_form": "non-saturating"}),
-    "l1": Objective("l1", uses_d=False, perceptual=False),
+                         implies={"lambda_pix": 100.0, "gan_form": "non-saturating", "pixel_loss": "l1"}),
+    # defined by their L1 term: a task recipe's other pixel term (inpaint's l1-low) is not theirs
+    "l1": Objective("l1", uses_d=False, perceptual=False, implies={"pixel_loss": "l1"}),
 }

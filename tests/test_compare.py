@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pan_cli.datasets.images import read_image
-from tests.conftest import make_rain_pairs
+from pan_cli.datasets.images import read_image, write_image
+from tests.conftest import crop, make_rain_pairs
 
 
 def test_compare_reports_both_views_for_each_objective(tmp_path, run_pan):
@@ -49,3 +49,16 @@ def test_compare_inpaint_on_built_in_photos_reports_the_hole_and_its_detail(tmp_
     assert read_image(out / "data" / "test" / "A" / "coffee.png").shape[1:] == (64, 64)
     grid = read_image(out / "grid.png")
     assert grid.shape[1] == 4 * 64 + 5 * 4 and grid.shape[2] == 4 * 64 + 5 * 4  # 4 pairs: input | pan | l1 | target
+
+
+def test_compare_inpaint_data_may_be_plain_photos_beside_pairs_with_holes(tmp_path, run_pan):
+    from pan_cli.score.compare import comparison_data
+
+    for name in ("astronaut", "rocket", "coffee"):
+        write_image(tmp_path / "d" / "train" / f"{name}.png", crop(name, 40, 48))
+    made = run_pan("data", "make", "inpaint", "--from", tmp_path / "d" / "train", "--size", "32", "--holes", "half",
+                   "-o", tmp_path / "d" / "test", "-q")
+    assert made.exit_code == 0, made.stderr
+    found = comparison_data("inpaint", tmp_path / "d", tmp_path / "out", 64)
+    assert len(found.train) == 3 and [p.name for p in found.scored] == ["astronaut", "coffee", "rocket"]
+    assert all(p.b is not None for p in found.scored) and found.split == "test"

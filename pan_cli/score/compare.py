@@ -178,14 +178,18 @@ def comparison_data(task: str, data: Path | None, out: Path, size: int) -> Compa
         data = out / "data"
         BUILTIN_DATA[TASKS[task].synthesizer](data, size)
     layout = detect_layout(data)
-    # inpaint trains on the clean photos (holes made on the fly) and is scored on the fixed holes
-    train_pairs = find_photos(data, "train", config.direction) if config.synthesize else find_pairs(layout, "train")
     split = best_split(layout.splits)
     if split == "train":
         raise PanError(f"{data} has no test/ or val/ split to score on")
-    scored = find_pairs(layout, split)
+    if config.synthesize:  # inpaint: clean photos (train/, any layout) to make holes in; fixed holes to score
+        train_pairs = find_photos(data, "train", config.direction)
+        scored_layout = detect_layout(data / split)
+        scored = find_pairs(scored_layout, "train")
+    else:
+        train_pairs, scored_layout = find_pairs(layout, "train"), layout
+        scored = find_pairs(layout, split)
     return CompareData(train_pairs, scored, split,
-                       f"{layout.describe()}; {len(train_pairs)} training, {len(scored)} {split} pairs")
+                       f"{scored_layout.describe()}; {len(train_pairs)} training, {len(scored)} {split} pairs")
 
 
 def write_compare_report(path: Path, task: str, found: CompareData, comparison: Comparison, objectives: Sequence[str],
