@@ -39,11 +39,11 @@ def _counting_reads(monkeypatch) -> list:
 def test_a_run_decodes_each_photo_once_and_a_second_run_none(tmp_path, run_pan, monkeypatch):
     photos = _photos(tmp_path / "photos")
     calls = _counting_reads(monkeypatch)
-    args = ("train", "derain", "--synthesize", "--data", photos, "--steps", "6", "--image-size", "24",
+    args = ("train", "derain", "--synthesize", "--data", photos, "--steps", "3", "--image-size", "24",
             "--batch-size", "2", "--sample-every", "0", "--cache", tmp_path / "cache")
     first = run_pan(*args, "--run-dir", tmp_path / "a")
     assert first.exit_code == 0, first.stderr
-    assert len(calls) == 3  # 6 steps x 2 batches x 2 crops = 24 crops from 3 decoded photos
+    assert len(calls) == 3  # 3 steps x 2 batches x 2 crops = 12 crops from 3 decoded photos
     assert "decoded 3 items once into" in first.stderr
     [folder] = (tmp_path / "cache").iterdir()
     assert (folder / "images.u8").stat().st_size == 3 * 3 * 40 * 48
@@ -51,7 +51,7 @@ def test_a_run_decodes_each_photo_once_and_a_second_run_none(tmp_path, run_pan, 
     second = run_pan(*args, "--run-dir", tmp_path / "b")
     assert second.exit_code == 0 and calls == [] and "from the cache" in second.stderr
     streamed = run_pan(*args[:-2], "--no-cache", "--run-dir", tmp_path / "c")
-    assert streamed.exit_code == 0 and len(calls) == 24  # without the cache: a decode per crop
+    assert streamed.exit_code == 0 and len(calls) == 12  # without the cache: a decode per crop
     for run in ("b", "c"):  # the same crops, so the same weights, bit for bit
         a, b = load_checkpoint(tmp_path / "a" / "latest.pt"), load_checkpoint(tmp_path / run / "latest.pt")
         assert all(torch.equal(a["T"][k], b["T"][k]) for k in a["T"])

@@ -49,8 +49,9 @@ def test_d_fc_layer_is_sized_from_the_image(size, fc_inputs):
 
 
 def test_d_for_inpainting_sees_the_64x64_patch():
-    config = make_config("inpaint")
+    config = make_config("inpaint", paper=True)  # the context encoder predicts the centre patch only
     assert build_discriminator(config).image_size == 64
+    assert build_discriminator(make_config("inpaint")).image_size == 128  # unet-fill: the whole crop
 
 
 def test_residual_generator_starts_as_the_identity_and_is_clamped():
