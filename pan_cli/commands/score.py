@@ -10,6 +10,7 @@ import click
 from pan_cli.commands.options import tile_options
 from pan_cli.commands.output import emit
 from pan_cli.commands.progress import stderr_console
+from pan_cli.datasets.cache import default_root
 from pan_cli.datasets.layout import detect_layout, find_pairs
 from pan_cli.devices import pick_device
 from pan_cli.infer.predictor import Predictor
@@ -103,7 +104,7 @@ def compare_command(task, data, out, objectives, seeds, steps, image_size, batch
 
     began = time.perf_counter()
     result = compare(configs, names, seed_list, steps, found.train, found.scored, out,
-                     warn=lambda message: console.print(f"pan: {message}", highlight=False))
+                     warn=lambda message: console.print(f"pan: {message}", highlight=False), cache=default_root())
     minutes = (time.perf_counter() - began) / 60
     emit(write_compare_report(out / "report.md", task, found, result, names, seed_list, steps, image_size,
                               batch_size, minutes))

@@ -89,8 +89,10 @@ def compare(
     eval_pairs: list[Pair],
     out: Path,
     warn: Callable[[str], None] = lambda message: None,
+    cache: Path | None = None,
 ) -> Comparison:
-    """Train every objective for every seed under out/runs and score both views."""
+    """Train every objective for every seed under out/runs and score both views (with `cache`,
+    the images are decoded once there for every run)."""
     if objectives[0] != PAN:
         raise ValueError("the comparison's time budget is PAN's: list 'pan' first")
     if (out / "runs").exists():
@@ -102,7 +104,7 @@ def compare(
             config = configs(objective, seed)
             run_dir = out / "runs" / f"{objective}-seed{seed}"
             options = TrainOptions(run_dir=run_dir, checkpoint_every=steps, keep=0, sample_every=0,
-                                   log_every=max(1, steps // 20), time_limit=budget)
+                                   log_every=max(1, steps // 20), time_limit=budget, cache=cache)
             total = steps if budget is None else 1_000_000  # others: until PAN's wall time is used
             warn(f"training {objective}, seed {seed}"
                  + (f", {steps} steps" if budget is None else f", {budget:.0f}s (at least {steps} steps)"))
