@@ -55,9 +55,6 @@ GPU_DECAY ?= 4385
 GPU_DEVICE ?= cuda
 WORKERS ?= 14
 TIME_LIMIT ?= 36000
-# inpaint's fourth stage, texture: the pixel term on 4x4 block means only (docs/models/inpaint.md)
-TEXTURE := --pixel-loss l1-low --lambda-pix 100 --lr 1e-4 --seed 2
-TEXTURE_STEPS ?= 1000
 RUN := --threads $(THREADS) --time-limit $(TIME_LIMIT) --checkpoint-every 250 --keep 2 --sample-every 500 -q
 
 weights: weights-derain weights-inpaint
@@ -102,7 +99,7 @@ weights-derain: $(W)/photos
 # side at most 640 px. The shipped model is its last step, scored on half-side holes and on
 # free-form strokes, beside the mean-colour and biharmonic fills.
 weights-inpaint: $(W)/photos
-	rm -rf $(W)/inpaint $(W)/inpaint-tune $(W)/inpaint-gpu $(W)/inpaint-texture $(W)/photos-640 $(W)/inpaint-val-half $(W)/inpaint-val-strokes
+	rm -rf $(W)/inpaint $(W)/inpaint-tune $(W)/inpaint-gpu $(W)/photos-640 $(W)/inpaint-val-half $(W)/inpaint-val-strokes
 	$(PAN) data make inpaint --from $(W)/held-out --size 256 --holes half --seed 1 -o $(W)/inpaint-val-half -q > /dev/null
 	$(PAN) data make inpaint --from $(W)/held-out --size 256 --holes strokes --seed 1 -o $(W)/inpaint-val-strokes -q > /dev/null
 	$(PAN) train inpaint --data $(W)/photos --generator unet-fill --zoom --lambda-pix 100 --d-width 0.5 \
@@ -114,10 +111,7 @@ weights-inpaint: $(W)/photos
 	$(PAN) train inpaint --data $(W)/photos-640 --finetune $(W)/inpaint-stage2.pt --lambda-pix 400 --lr 1e-4 \
 		--batch-size 16 --steps $(GPU_STEPS) --lr-decay $(GPU_DECAY) --seed 1 --device $(GPU_DEVICE) --workers $(WORKERS) \
 		--run-dir $(W)/inpaint-gpu --checkpoint-every 500 --keep 2 --sample-every 0 -q
-	$(PAN) export $(W)/inpaint-gpu/latest.pt -o $(W)/inpaint-stage3.pt --overwrite
-	$(PAN) train inpaint --data $(W)/photos --finetune $(W)/inpaint-stage3.pt $(TEXTURE) --steps $(TEXTURE_STEPS) \
-		--run-dir $(W)/inpaint-texture $(RUN)
-	$(PAN) export $(W)/inpaint-texture/latest.pt -o pan_cli/weights/inpaint.pt --overwrite
+	$(PAN) export $(W)/inpaint-gpu/latest.pt -o pan_cli/weights/inpaint.pt --overwrite
 	$(PAN) eval --task inpaint --checkpoint pan_cli/weights/inpaint.pt --data $(W)/inpaint-val-half | tail -3
 	$(PAN) eval --task inpaint --checkpoint pan_cli/weights/inpaint.pt --data $(W)/inpaint-val-strokes | tail -3
 	@# a second held-out set when RAIN_VAL is given: the clean photos of its pairs (never trained on)
@@ -125,17 +119,18 @@ weights-inpaint: $(W)/photos
 		$(PAN) data make inpaint --from $(abspath $(RAIN_VAL))/target --size 256 --holes $$h --seed 1 -o $(W)/inpaint-rainval-$$h -q > /dev/null && \
 		$(PAN) eval --task inpaint --checkpoint pan_cli/weights/inpaint.pt --data $(W)/inpaint-rainval-$$h | tail -3 || exit 1; done)
 
-# The texture stage on one GPU (issue 26): from a copy of the photos small enough for a GPU
-# machine (`make $(W)/photos-640 PHOTOS=DIR` here: long side 640 px, JPEG 95, under 64 MiB)
-# and stage 3's export, with the decode-once cache, synthesis on the device and --profile:
-#   make gpu-inpaint GPU_PHOTOS=photos-640 START=inpaint-stage3.pt [GPU_BATCH=64 WORKERS=8]
-GPU_BATCH ?= 64
-GPU_TEXTURE_STEPS ?= 4000
+# The shipped inpainting model's GPU stage (stage 3 above) on its own, on one GPU machine: copy
+# there the 640 px photos (`make build/weights/photos-640 PHOTOS=DIR` here: under 64 MiB) and
+# stage 2's export; the run decodes the photos once, synthesizes the holes on the GPU and
+# writes profile.json (crops/s, data_fraction):
+#   make gpu-inpaint GPU_PHOTOS=photos-640 START=inpaint-stage2.pt [GPU_BATCH=16 WORKERS=8]
+GPU_BATCH ?= 16
 gpu-inpaint: $(VENV)/.installed
-	@test -n "$(GPU_PHOTOS)" -a -n "$(START)" || { echo "give GPU_PHOTOS=DIR START=STAGE3.pt" >&2; exit 2; }
-	$(PAN) train inpaint --data $(GPU_PHOTOS) --finetune $(START) $(TEXTURE) --batch-size $(GPU_BATCH) \
-		--steps $(GPU_TEXTURE_STEPS) --device $(GPU_DEVICE) --workers $(WORKERS) --profile --cache $(W)/cache \
-		--run-dir $(W)/inpaint-texture-gpu --checkpoint-every 1000 --keep 1 --sample-every 1000 -q
+	@test -n "$(GPU_PHOTOS)" -a -n "$(START)" || { echo "give GPU_PHOTOS=DIR START=STAGE2.pt" >&2; exit 2; }
+	$(PAN) train inpaint --data $(GPU_PHOTOS) --finetune $(START) --lambda-pix 400 --lr 1e-4 \
+		--batch-size $(GPU_BATCH) --steps $(GPU_STEPS) --lr-decay $(GPU_DECAY) --seed 1 --device $(GPU_DEVICE) \
+		--workers $(WORKERS) --profile --cache $(W)/cache --run-dir $(W)/inpaint-gpu --checkpoint-every 500 \
+		--keep 2 --sample-every 0 -q
 
 $(W)/photos-640: $(W)/photos
 	rm -rf $@ && $(BIN)/python tools/shrink_photos.py $(W)/photos $@ 640

@@ -94,9 +94,9 @@ TASKS: dict[str, Task] = {
         generator="unet-fill",
         image_size=128,
         load_size=150,
-        # the shipped model's recipe (docs/models/inpaint.md): crops of random zoom, a half-width D,
-        # the pixel term on 4x4 block means (its texture stage), so the texture is the adversary's
-        recipe=(("zoom", True), ("d_width", 0.5), ("pixel_loss", "l1-low"), ("lambda_pix", 100.0)),
+        # the shipped model's recipe (docs/models/inpaint.md, its first stage): crops of random
+        # zoom, a half-width D, lambda-pix 100
+        recipe=(("zoom", True), ("d_width", 0.5), ("lambda_pix", 100.0)),
         paper_generator="context-encoder",
         synthesizer="holes",
         builtin_data=True,
