@@ -104,3 +104,36 @@ def test_eval_inpaint_prints_both_baselines_beside_the_model(trained_inpaint_une
     plain = run_pan("eval", "--task", "inpaint", "--checkpoint", trained_inpaint_unet, "--data", tmp_path / "d",
                     "--no-baselines")
     assert "biharmonic" not in plain.stdout
+
+
+def _stroke_point_by_point(height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    """The brush stroke drawn one point at a time and dilated by one square max pool: the
+    definition the fast version (numpy points, two 1-D maxima) must match pixel for pixel."""
+    import math
+
+    import torch.nn.functional as F
+
+    line = torch.zeros(1, 1, height, width)
+    y = torch.rand((), generator=generator).item() * (height - 1)
+    x = torch.rand((), generator=generator).item() * (width - 1)
+    angle = torch.rand((), generator=generator).item() * 2 * math.pi
+    for _ in range(int(torch.randint(2, 6, (), generator=generator))):
+        angle += (torch.rand((), generator=generator).item() - 0.5) * math.pi
+        length = (0.1 + 0.3 * torch.rand((), generator=generator).item()) * min(height, width)
+        for t in torch.linspace(0, 1, max(2, int(length))).tolist():
+            py = min(max(y + t * length * math.sin(angle), 0), height - 1)
+            px = min(max(x + t * length * math.cos(angle), 0), width - 1)
+            line[0, 0, round(py), round(px)] = 1.0
+        y = min(max(y + length * math.sin(angle), 0), height - 1)
+        x = min(max(x + length * math.cos(angle), 0), width - 1)
+    radius = max(1, round(min(height, width) * (0.02 + 0.04 * torch.rand((), generator=generator).item())))
+    return F.max_pool2d(line, 2 * radius + 1, stride=1, padding=radius)[0, 0] > 0
+
+
+def test_fast_strokes_are_the_point_by_point_strokes():
+    from pan_cli.datasets.holes import _stroke
+
+    for seed in range(60):
+        for height, width in ((128, 128), (97, 200), (256, 64)):
+            fast = _stroke(height, width, torch.Generator().manual_seed(seed))
+            assert torch.equal(fast, _stroke_point_by_point(height, width, torch.Generator().manual_seed(seed)))
