@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 import torch
 
+from pan_cli.commands.train import default_workers
 from pan_cli.datasets.images import write_image
 from pan_cli.datasets.labels import pseudo_labels
 from pan_cli.datasets.layout import detect_layout, find_pairs, find_photos
@@ -71,9 +72,11 @@ def _resident_steps_per_s(config, device: torch.device, precision: str, steps: i
 @click.option("--steps", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--image-size", type=click.IntRange(min=8), help="Instead of each recipe's crop (a quick check).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Instead of each recipe's batch.")
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), help="Loader processes (default: pan train's).")
 @click.option("--device", default="auto", show_default=True)
-def main(tasks: str, steps: int, image_size: int | None, batch_size: int | None, workers: int, device: str) -> None:
+def main(tasks: str, steps: int, image_size: int | None, batch_size: int | None, workers: int | None,
+         device: str) -> None:
+    workers = default_workers() if workers is None else workers
     torch_device = pick_device(device)
     precision, _ = resolve_precision("auto", torch_device)
     print(f"\n## Input pipeline against the model step ({torch_device.type}, {precision}, {steps} steps, "

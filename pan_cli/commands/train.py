@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -83,6 +84,11 @@ def tasks_command(verbose: bool) -> None:
         emit(line)
 
 
+def default_workers() -> int:
+    """Loader processes beside the training process: the cores less one, 1 to 8."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
 @click.command("train", cls=TaskCommand)
 @click.argument("task", type=click.Choice(list(TASKS)))
 @click.option("--data", type=click.Path(path_type=Path),
@@ -149,8 +155,9 @@ def tasks_command(verbose: bool) -> None:
                    "Default: the val/ split of --data.")
 @click.option("--keep", type=click.IntRange(min=0), default=3, show_default=True,
               help="step-N.pt files to keep (0: all).")
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
-              help="DataLoader worker processes.")
+@click.option("--workers", type=click.IntRange(min=0),
+              help="DataLoader processes that cut (and on a CPU synthesize) the batches beside the step "
+                   "(default: the CPU cores less one, 1 to 8; 0: in the training process).")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path),
               help="Folder the training images are decoded into once, for every crop and later run on the same "
                    "files (default: $PAN_CACHE, else ~/.cache/pan; safe to delete).")
@@ -167,6 +174,8 @@ def train_command(task: str, data: Path | None, synthesize: bool, steps: int | N
                                             "workers", "detect_anomaly", "time_limit", "tensorboard", "precision",
                                             "profile")}
     runtime["compile"] = settings.pop("compile_")
+    if runtime["workers"] is None:
+        runtime["workers"] = default_workers()
     set_threads(settings.pop("threads"))
     if synthesize and not TASKS[task].synthesizer:
         raise PanError(f"{task} has no input synthesizer; `pan data make` builds pairs for it")
