@@ -38,9 +38,9 @@ def _counting_reads(monkeypatch) -> list:
 
 def test_a_run_decodes_each_photo_once_and_a_second_run_none(tmp_path, run_pan, monkeypatch):
     photos = _photos(tmp_path / "photos")
-    calls = _counting_reads(monkeypatch)
+    calls = _counting_reads(monkeypatch)  # counted in this process: no loader processes (--workers 0)
     args = ("train", "derain", "--synthesize", "--data", photos, "--steps", "3", "--image-size", "24",
-            "--batch-size", "2", "--sample-every", "0", "--cache", tmp_path / "cache")
+            "--batch-size", "2", "--sample-every", "0", "--workers", "0", "--cache", tmp_path / "cache")
     first = run_pan(*args, "--run-dir", tmp_path / "a")
     assert first.exit_code == 0, first.stderr
     assert len(calls) == 3  # 3 steps x 2 batches x 2 crops = 12 crops from 3 decoded photos
