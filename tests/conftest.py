@@ -9,11 +9,23 @@ import torch
 from click.testing import CliRunner
 
 from pan_cli.cli import cli
+from pan_cli.commands.train import default_workers as REAL_DEFAULT_WORKERS
 from pan_cli.datasets.images import write_image
 from pan_cli.datasets.photos import builtin_photo
 from pan_cli.datasets.rain import RainModel
 
 PHOTOS = ("astronaut", "rocket", "coffee", "chelsea")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def loading_in_the_training_process():
+    """`pan train` loads in worker processes by default (tests/test_cli.py checks how many);
+    the suite's hundreds of tiny runs load in the training process instead, saving a process
+    start each (runs with `--workers N` still start N)."""
+    assert REAL_DEFAULT_WORKERS() >= 1  # the real default, kept for tests/test_cli.py
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("pan_cli.commands.train.default_workers", lambda: 0)
+        yield
 
 
 @pytest.fixture(autouse=True, scope="session")

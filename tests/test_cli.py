@@ -219,3 +219,14 @@ def test_version(run_pan):
 
     result = run_pan("--version")
     assert result.exit_code == 0 and __version__ in result.stdout
+
+
+
+def test_training_loads_in_the_cpu_cores_less_one_processes_by_default(monkeypatch):
+    import os
+
+    from tests.conftest import REAL_DEFAULT_WORKERS  # the suite itself loads in the training process
+
+    for cores, workers in ((1, 1), (2, 1), (4, 3), (16, 8), (None, 1)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert REAL_DEFAULT_WORKERS() == workers
