@@ -71,10 +71,12 @@ class DecodedImages:
 
 
 def open_or_build(root: Path, key: str, count: int, decode: Callable[[int], tuple[torch.Tensor, ...]],
-                  estimate: int, note: Callable[[str], None], warn: Callable[[str], None]) -> DecodedImages | None:
+                  estimate: Callable[[], int], note: Callable[[str], None],
+                  warn: Callable[[str], None]) -> DecodedImages | None:
     """The cache ROOT/decoded-KEY, built by decoding items 0..count-1 if it is not there yet;
-    None (the caller decodes from the files, and `warn` says why) when `estimate` bytes would
-    not fit the disk. `note` hears what was built or found."""
+    None (the caller decodes from the files, and `warn` says why) when estimate() bytes (asked
+    only when there is no cache yet: it reads every file's header) would not fit the disk.
+    `note` hears what was built or found."""
     folder = Path(root) / f"decoded-{key}"
     if (folder / "index.json").exists():
         try:
@@ -91,8 +93,9 @@ def open_or_build(root: Path, key: str, count: int, decode: Callable[[int], tupl
     except OSError as exc:
         warn(f"warning: no cache ({root}: {exc.strerror or exc}): decoding each image from its file at every crop")
         return None
-    if estimate > free - RESERVE:
-        warn(f"warning: the decoded images would take {estimate / 2**30:.1f} GiB, more than {root} can spare "
+    needed = estimate()
+    if needed > free - RESERVE:
+        warn(f"warning: the decoded images would take {needed / 2**30:.1f} GiB, more than {root} can spare "
              f"({free / 2**30:.1f} GiB free): decoding each image from its file at every crop (slower; "
              "give --cache a folder with room)")
         return None
@@ -154,6 +157,6 @@ class DecodesOnce:
         False (a torchrun rank whose main process built it) only open what is there."""
         key = cache_key(self.source_files(), f"{type(self).__name__}/{self.decoding()}")
         if build:
-            self.cache = open_or_build(root, key, len(self), self.decode, self.decoded_bytes(), note, warn)
+            self.cache = open_or_build(root, key, len(self), self.decode, self.decoded_bytes, note, warn)
         elif (Path(root) / f"decoded-{key}" / "index.json").exists():
             self.cache = DecodedImages(Path(root) / f"decoded-{key}")
