@@ -59,3 +59,4 @@ def test_an_unknown_synthesis_place_is_refused(photos, tmp_path):
     config = make_config("derain", synthesize="rain", image_size=24, batch_size=2, steps=1)
     with pytest.raises(ValueError, match="synthesis must be auto, loader or device"):
         train(config, photos, TrainOptions(run_dir=tmp_path / "r", synthesis="gpu"))
+    assert not (tmp_path / "r").exists()  # refused before a run directory was made

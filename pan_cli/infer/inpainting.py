@@ -51,11 +51,11 @@ def inpaint(model: Generator, image: torch.Tensor, mask: torch.Tensor) -> torch.
     and every other pixel exactly as it was."""
     if not mask.any():
         return image.clone()
+    filled = fill(image, mask)
     if model.geometry.any_size:
-        filled = fill(image, mask)
         predicted = to_uint8(_fill_at_scale(model, filled, mask, fill_scale(mask, model.config.image_size)))
     else:
-        predicted = _fill_by_windows(model, fill(image, mask), mask)
+        predicted = _fill_by_windows(model, filled, mask)
     return torch.where(mask, predicted, image)
 
 

@@ -65,6 +65,10 @@ class TrainOptions:
     synthesis: str = "auto"
     group: Group = Group()  # the data-parallel process group (torchrun); one process by default
 
+    def __post_init__(self) -> None:
+        if self.synthesis not in ("auto", "loader", "device"):
+            raise ValueError(f"synthesis must be auto, loader or device, not {self.synthesis!r}")
+
 
 # Scores T's inference weights (config, net, device) -> mean scores with at least "psnr"; the
 # caller builds it (pan_cli.score.evaluation.validator), so training never imports the inference stack.
@@ -269,8 +273,6 @@ class _StepData:
     def __init__(self, dataset, config: RunConfig, options: TrainOptions, start: int):
         group, per_step = options.group, config.loss.batches_per_step
         self.device, self.per_step = options.device, per_step
-        if options.synthesis not in ("auto", "loader", "device"):
-            raise ValueError(f"synthesis must be auto, loader or device, not {options.synthesis!r}")
         on_device = options.synthesis == "device" or (options.synthesis == "auto" and options.device.type != "cpu")
         self.synthesize = dataset.synthesize if on_device and hasattr(dataset, "synthesize") else None
         dataset.defer = self.synthesize is not None
