@@ -74,4 +74,41 @@ def pixel_l1_low(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pool(output) - pool(target)).abs().mean()
 
 
-PIXEL_LOSSES = {"l1": pixel_l1, "l2": pixel_l2, "l1-low": pixel_l1_low}  # --pixel-loss
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5  # the Gaussian window of Wang et al. (2004), as de-raining papers score
+
+
+def ssim(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM of images in [-1, 1] (data range 2), each channel on its own, over a Gaussian
+    11 x 11 window with sigma 1.5 and the constants K1 0.01, K2 0.03; windows are whole (no
+    padding), as skimage.metrics.structural_similarity with gaussian_weights=True. In fp32 with
+    autocast off: the variances are differences of near-equal means, which bf16 turns to noise."""
+    with torch.autocast(output.device.type, enabled=False):
+        return _ssim(output.float(), target.float())
+
+
+def _ssim(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    channels = output.shape[1]
+    taps = torch.arange(SSIM_WINDOW, dtype=torch.float32, device=output.device) - SSIM_WINDOW // 2
+    line = torch.exp(-taps ** 2 / (2 * SSIM_SIGMA ** 2))
+    line = line / line.sum()
+    window = (line[:, None] * line[None, :]).expand(channels, 1, SSIM_WINDOW, SSIM_WINDOW)
+
+    def blur(image: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(image, window, groups=channels)
+
+    c1, c2 = (0.01 * 2) ** 2, (0.03 * 2) ** 2
+    mu_x, mu_y = blur(output), blur(target)
+    var_x = blur(output * output) - mu_x ** 2
+    var_y = blur(target * target) - mu_y ** 2
+    cov = blur(output * target) - mu_x * mu_y
+    index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    return index.mean()
+
+
+def pixel_ssim(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - SSIM(T(x), y): PReNet's negative-SSIM term (Ren et al., CVPR 2019), which de-raining
+    found better than L1/L2 at removing streaks without blurring the structure behind them."""
+    return 1 - ssim(output, target)
+
+
+PIXEL_LOSSES = {"l1": pixel_l1, "l2": pixel_l2, "l1-low": pixel_l1_low, "ssim": pixel_ssim}  # --pixel-loss

@@ -19,6 +19,7 @@ from pan_cli.losses import (
 )
 from pan_cli.models.discriminator import Discriminator
 from pan_cli.tasks import make_config
+from tests.conftest import crop
 
 
 def sigmoid(v: float) -> float:
@@ -152,6 +153,25 @@ def test_the_low_pass_pixel_term_compares_4x4_block_means_and_ignores_texture_wi
     ramp = torch.arange(36.0).reshape(1, 1, 6, 6) / 36  # block means (hand): 10.5, 13.5, 28.5, 31.5 over 36
     expected = (abs(10.5 / 36 - 0.2) + abs(13.5 / 36 - 0.2) + abs(28.5 / 36 - 0.2) + abs(31.5 / 36 - 0.2)) / 4
     assert transformer_loss(config, ramp, torch.full((1, 1, 6, 6), 0.2))["pixel"].item() == pytest.approx(expected)
+
+
+def test_the_ssim_pixel_term_is_one_minus_ssim_as_skimage_computes_it():
+    from skimage.metrics import structural_similarity
+
+    config = make_config("derain", image_size=16, objective="l1", pixel_loss="ssim")
+    grey, dark = torch.full((1, 3, 12, 12), 0.5), torch.full((1, 3, 12, 12), -0.5)
+    c1 = (0.01 * 2) ** 2  # flat images: SSIM = (2 a b + C1) / (a^2 + b^2 + C1), by hand
+    assert transformer_loss(config, grey, dark)["pixel"].item() == pytest.approx(
+        1 - (2 * 0.5 * -0.5 + c1) / (0.25 + 0.25 + c1), rel=1e-5)
+    photo = crop("coffee", 32, 40).float() / 127.5 - 1
+    noisy = (photo + 0.2 * torch.randn(photo.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+    assert transformer_loss(config, photo[None], photo[None])["pixel"].item() == pytest.approx(0, abs=1e-6)
+    expected = structural_similarity(noisy.permute(1, 2, 0).numpy(), photo.permute(1, 2, 0).numpy(), channel_axis=2,
+                                     data_range=2, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    assert transformer_loss(config, noisy[None], photo[None])["pixel"].item() == pytest.approx(1 - expected, abs=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # in fp32 under autocast: bf16 variances are noise
+        under_autocast = transformer_loss(config, noisy[None], photo[None])["pixel"].item()
+    assert under_autocast == pytest.approx(1 - expected, abs=1e-5)
 
 
 def test_an_unknown_pixel_loss_is_refused_in_one_line(run_pan, tmp_path):

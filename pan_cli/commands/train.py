@@ -116,7 +116,8 @@ def default_workers() -> int:
 @click.option("--lambda-pix", type=Finite(min=0), help="Weight of the pixel term.")
 @click.option("--pixel-loss", type=click.Choice(list(PIXEL_LOSSES)),
               help="The pixel term: mean absolute (l1, the default) or squared error (l2, as Context Encoders), "
-                   "or l1-low: mean absolute error of 4x4 block means (texture left to the adversarial terms).")
+                   "l1-low: mean absolute error of 4x4 block means (texture left to the adversarial terms), "
+                   "or ssim: 1 - SSIM (PReNet's de-raining term).")
 @click.option("--objective", type=click.Choice(list(OBJECTIVES)))
 @click.option("--gan-form", type=click.Choice(["saturating", "non-saturating"]))
 @click.option("--generator", type=click.Choice(list(GENERATORS)))
