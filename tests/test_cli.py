@@ -211,7 +211,9 @@ def test_tasks_lists_every_task_with_parameter_counts(run_pan):
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["derain", "inpaint", "labels2street", "sketch2photo"]
-    assert "T_params=263173" in lines[0] and "D_params=7047945" in lines[0]
+    # derain: the shipped recipe (dilated, 96 px crops, half-width D); --paper: idcgan
+    assert "generator=dilated size=96" in lines[0] and "paper=idcgan" in lines[0]
+    assert "T_params=335187" in lines[0] and "D_params=1772753" in lines[0]
 
 
 def test_version(run_pan):

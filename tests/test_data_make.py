@@ -116,7 +116,7 @@ def test_check_flags_images_smaller_than_a_tasks_crop(tmp_path, run_pan):
     write_image(tmp_path / "d" / "B" / "x.png", crop("coffee", 40, 50))
     assert run_pan("data", "check", tmp_path / "d").exit_code == 0
     result = run_pan("data", "check", tmp_path / "d", "--task", "derain")
-    assert result.exit_code == 1 and "smaller than the 256x256 training crop" in result.stdout
+    assert result.exit_code == 1 and "smaller than the 96x96 training crop" in result.stdout
 
 
 def test_centre_mask_is_the_papers_inner_56_and_random_masks_vary_with_the_seed():

@@ -81,8 +81,11 @@ def test_paper_preset_uses_the_authors_settings():
 
 def test_task_defaults_follow_the_design():
     derain = make_config("derain")
-    assert (derain.generator, derain.residual, derain.lambda_pix) == ("idcgan", True, 25.0)
+    assert (derain.generator, derain.residual, derain.lambda_pix) == ("dilated", True, 25.0)
+    assert (derain.image_size, derain.d_width) == (96, 0.5)  # the shipped model's recipe
     assert derain.lambdas == (5.0, 1.5, 1.5, 1.0) and derain.margin == 3.0
+    paper = make_config("derain", paper=True)  # the authors' generator, sizes and D
+    assert (paper.generator, paper.image_size, paper.load_size, paper.d_width) == ("idcgan", 256, 286, 1.0)
     assert make_config("labels2street").direction == "BtoA"
     assert make_config("sketch2photo").generator == "unet"
     assert make_config("inpaint", generator="unet", image_size=64).in_channels == 4

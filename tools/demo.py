@@ -52,9 +52,10 @@ def main(out: Path, steps: int, image_size: int, batch_size: int, lr: float, ema
     console.print(f"data: {len(TRAIN_PHOTOS) * variants} training pairs in {out / 'pairs'}; held out: "
                   f"{', '.join(HELD_OUT_PHOTOS)}, 3 rain draws each", highlight=False)
 
-    config = make_config("derain", image_size=image_size, batch_size=batch_size, lr=lr, ema=ema,
-                         lambda_pix=lambda_pix, seed=seed, steps=steps)
-    console.print(f"training: pan train derain --data {out / 'pairs'} --steps {steps} "
+    # the demo's own settings (its figures in the README): the first generator, a full-width D
+    config = make_config("derain", generator="idcgan", d_width=1.0, image_size=image_size, batch_size=batch_size,
+                         lr=lr, ema=ema, lambda_pix=lambda_pix, seed=seed, steps=steps)
+    console.print(f"training: pan train derain --data {out / 'pairs'} --generator idcgan --d-width 1 --steps {steps} "
                   f"--image-size {image_size} --batch-size {batch_size} --lr {lr:g} --ema {ema:g} "
                   f"--lambda-pix {lambda_pix:g} --seed {seed} --run-dir {out / 'run'}", highlight=False)
     options = TrainOptions(run_dir=out / "run", sample_every=0, checkpoint_every=steps)
