@@ -3,7 +3,7 @@
 derain: three Rain100H validation pairs, rainy | pan | clean. inpaint: held-out photos with a
 half-side centre hole and free-form strokes, hole | biharmonic | pan | original, at full size
 (256 px: shrinking them would hide the texture the fills are judged by).
-Usage: python tools/figures.py RAIN_VAL_DIR HELD_OUT_PHOTO_DIR   (RAIN_VAL_DIR "-": inpaint only)
+Usage: python tools/figures.py RAIN_VAL_DIR HELD_OUT_PHOTO_DIR   ("-" for either skips that model)
 """
 
 from __future__ import annotations
@@ -54,4 +54,5 @@ def inpainting(photos: Path) -> None:
 if __name__ == "__main__":
     if sys.argv[1] != "-":
         derain(Path(sys.argv[1]))
-    inpainting(Path(sys.argv[2]))
+    if sys.argv[2] != "-":
+        inpainting(Path(sys.argv[2]))
