@@ -79,7 +79,7 @@ def eval_command(pred, ref, mask, task, checkpoint, data, split, save, overwrite
 @click.option("--seeds", default="0,1", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=150, show_default=True, help="PAN's steps per run.")
 @click.option("--image-size", type=click.IntRange(min=8),
-              help="Training crop. Default: 96 for derain (CPU-sized), the task's own size otherwise.")
+              help="Training crop. Default: the task's own (pan tasks -v).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
 def compare_command(task, data, out, objectives, seeds, steps, image_size, batch_size, quiet) -> None:
@@ -87,7 +87,7 @@ def compare_command(task, data, out, objectives, seeds, steps, image_size, batch
     equal-wall-clock view (report.md and grid.png under --out; the table on stdout)."""
     console = stderr_console(quiet)
     task_config = make_config(task)
-    image_size = image_size or TASKS[task].compare_size or task_config.image_size
+    image_size = image_size or task_config.image_size
     names = [o.strip() for o in objectives.split(",") if o.strip()]
     if not names or names[0] != PAN or any(o not in OBJECTIVES for o in names):
         raise click.BadParameter("a comma-separated list starting with pan, from " + ", ".join(OBJECTIVES),
