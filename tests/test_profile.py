@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import pan_cli.train.loop as loop
+import pan_cli.train.batches as batches
 
 
 def test_profile_splits_the_time_and_sees_a_slow_loader(run_pan, rain_pairs, tmp_path, monkeypatch):
@@ -22,13 +22,13 @@ def test_profile_splits_the_time_and_sees_a_slow_loader(run_pan, rain_pairs, tmp
     assert per["d_step"] > 0 and per["t_step"] > 0
     assert sum(per.values()) == pytest.approx(fast["wall_s"] / 4, rel=1e-6)
     assert fast["crops_per_s"] == pytest.approx(fast["steps_per_s"] * 2 * 2)  # batch 2, a D and a T batch
-    real_read = loop._StepData.read
+    real_read = batches.StepData.read
 
     def slow_read(self):  # a loader that takes 0.3 s a step: the profile must put it under data
         time.sleep(0.3)
         return real_read(self)
 
-    monkeypatch.setattr(loop._StepData, "read", slow_read)
+    monkeypatch.setattr(batches.StepData, "read", slow_read)
     assert run_pan(*common, "--run-dir", tmp_path / "slow").exit_code == 0
     slow = json.loads((tmp_path / "slow" / "profile.json").read_text())
     assert slow["seconds_per_step"]["data"] >= 0.3

@@ -15,14 +15,13 @@ from typing import Callable, Iterator
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from pan_cli.config import RunConfig
 from pan_cli.datasets.layout import Pair
-from pan_cli.datasets.paired import StepBatches
 from pan_cli.errors import PanError, RunFailure
 from pan_cli.store.exports import data_fingerprint
 from pan_cli.tasks import training_set
+from pan_cli.train.batches import StepData
 from pan_cli.train.distributed import Group
 from pan_cli.train.lock import LOCK_NAME, run_dir_lock
 from pan_cli.train.log import TrainLog, tensorboard_writer
@@ -167,7 +166,7 @@ def _train(
         warn(f"fine-tuning from {config.finetuned_from}{FRESH_D[taken] if models.D is not None else ''}")
     run.begin(config, start if resume else None)
     loop = _Loop(config, options, run, models, validate, best, data_fingerprint(pairs), warn)
-    return loop.run(_StepData(dataset, config, options, start), start, on_step)
+    return loop.run(StepData(dataset, config, options, start), start, on_step)
 
 
 class _Loop:
@@ -183,7 +182,7 @@ class _Loop:
     def checkpoint(self, step: int) -> Path:
         return self.run_dir.save({**self.models.state(self.config, step), "best": self.best, "data": self.data}, step)
 
-    def run(self, batches: _StepData, start: int, on_step: Callable | None) -> Path:
+    def run(self, batches: StepData, start: int, on_step: Callable | None) -> Path:
         config, options, group, models, run = self.config, self.options, self.group, self.models, self.run_dir
         models.T.train()
         if models.D is not None:
@@ -229,7 +228,7 @@ class _Loop:
             self.warn(profile.write(run.path / "profile.json", crops))
         return run.last_saved if run.last_saved is not None else run.latest
 
-    def read(self, batches: _StepData, step: int, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def read(self, batches: StepData, step: int, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The step's batches; on a data error the finished step is saved first, then reported."""
         try:
             return batches.read()
@@ -265,34 +264,3 @@ def _build(config: RunConfig, options: TrainOptions) -> Models:
         raise RunFailure(f"{options.run_dir}: {free / 2**20:.0f} MiB free, but a checkpoint needs about "
                        f"{needed / 2**20:.0f} MiB to be written safely")
     return models
-
-
-class _StepData:
-    """The batches of each step in the run's fixed order (resumed at any step), on the device."""
-
-    def __init__(self, dataset, config: RunConfig, options: TrainOptions, start: int):
-        group, per_step = options.group, config.loss.batches_per_step
-        self.device, self.per_step = options.device, per_step
-        on_device = options.synthesis == "device" or (options.synthesis == "auto" and options.device.type != "cpu")
-        self.synthesize = dataset.synthesize if on_device and hasattr(dataset, "synthesize") else None
-        dataset.defer = self.synthesize is not None
-        loader = DataLoader(
-            dataset,
-            batch_sampler=StepBatches(len(dataset), config.batch_size * group.world, config.seed,
-                                      start * per_step, shard=(group.rank, group.world)),
-            num_workers=options.workers,
-            pin_memory=options.device.type == "cuda",
-        )
-        self.batches = iter(loader)
-
-    def read(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Every batch of one step, read before any update: a data error leaves the weights at
-        the end of the previous step."""
-        out = []
-        for _ in range(self.per_step):
-            x, y = next(self.batches)
-            if self.synthesize is not None:  # x: clean uint8 crops, y: their seeds (kept on the CPU)
-                out.append(self.synthesize(x.to(self.device, non_blocking=True), y))
-            else:
-                out.append((x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)))
-        return out
