@@ -31,7 +31,8 @@ FLOATS = ("margin", "lambda_pix", "real_label", "lr", "ema", "d_width")
 MAX_SIDE = 8192  # a training crop or load size beyond this is a typo, not a plan
 BOUNDS = {"image_size": (1, MAX_SIDE), "load_size": (0, MAX_SIDE), "in_channels": (1, 64), "out_channels": (1, 4),
           "batch_size": (1, 65536), "steps": (1, 10**12), "lr_decay": (0, 10**12), "seed": (0, 2**63 - 1),
-          "lr": (0.0, 10.0), "margin": (0.0, 1e6), "lambda_pix": (0.0, 1e6), "real_label": (0.0, 1.0)}
+          "lr": (0.0, 10.0), "margin": (0.0, 1e6), "lambda_pix": (0.0, 1e6), "real_label": (0.0, 1.0),
+          "d_warmup": (0, 10**9)}
 FIELD_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple[float, ...]": tuple,
                "tuple[float, float]": tuple}
 FIELD_NAMES = {int: "a whole number", float: "a finite number", str: "a string", bool: "true or false",
@@ -58,6 +59,9 @@ class RunConfig:
     lambda_pix: float = 0.0  # pixel term's weight in T's loss (pix2pix uses 100)
     pixel_loss: str = "l1"  # the pixel term: "l1" (mean absolute error) or "l2" (mean squared error)
     gan_form: str = "saturating"  # T's GAN term: log(1 - D(T(x))) or -log D(T(x))
+    # D updates against the starting T before T's first update: a fine-tune's fresh D learns what
+    # T's output looks like before its gradient steers T (0: none)
+    d_warmup: int = 0
     real_label: float = 0.9  # one-sided label smoothing for D's real target
     lr: float = 2e-4
     lr_decay: int = 0  # the last steps, over which both learning rates fall linearly to 0 (pix2pix's n_epochs_decay)
@@ -100,6 +104,8 @@ class RunConfig:
             raise PanError(f"unknown pixel loss {self.pixel_loss!r}; choose one of {', '.join(PIXEL_LOSSES)}")
         if self.gan_form not in GAN_FORMS:
             raise PanError(f"unknown GAN form {self.gan_form!r}; choose one of {GAN_FORMS}")
+        if self.d_warmup and not self.loss.uses_d:
+            raise PanError(f"--d-warmup: the {self.objective} objective has no discriminator to warm up")
         if len(self.lambdas) != 4:
             raise PanError(f"--lambdas needs 4 numbers (one per D layer 1,4,6,8), got {len(self.lambdas)}")
         if min(self.lambdas) < 0:

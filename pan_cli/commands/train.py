@@ -120,6 +120,8 @@ def default_workers() -> int:
                    "or ssim: 1 - SSIM (PReNet's de-raining term).")
 @click.option("--objective", type=click.Choice(list(OBJECTIVES)))
 @click.option("--gan-form", type=click.Choice(["saturating", "non-saturating"]))
+@click.option("--d-warmup", type=click.IntRange(min=0),
+              help="D updates against the starting T before T's first (fine-tuning with a fresh D).")
 @click.option("--generator", type=click.Choice(list(GENERATORS)))
 @click.option("--residual/--no-residual", default=None, help="Predict a correction: clamp(x + T(x)).")
 @click.option("--ema", type=Finite(0, 1, max_open=True), help="Weight-average decay (0: off).")

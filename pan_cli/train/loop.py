@@ -27,7 +27,7 @@ from pan_cli.train.lock import LOCK_NAME, run_dir_lock
 from pan_cli.train.log import TrainLog, tensorboard_writer
 from pan_cli.train.profile import NoProfile, Profile
 from pan_cli.train.run_dir import RunDir, starting_point
-from pan_cli.train.step import Models, d_step, t_step
+from pan_cli.train.step import Models, d_step, t_step, warm_up_d
 
 EXIT_INTERRUPTED = 130
 # The fine-tuning notice's end, by what D took from the source (Models.start_from)
@@ -164,6 +164,9 @@ def _train(
     elif finetune is not None:
         taken = models.start_from(finetune)
         warn(f"fine-tuning from {config.finetuned_from}{FRESH_D[taken] if models.D is not None else ''}")
+    if state is None and config.d_warmup:
+        warn(f"{config.d_warmup} discriminator updates against the starting generator first (--d-warmup)")
+        warm_up_d(config, models, StepData(dataset, config, options, 0, seed=(config.seed + 1) % 2**63))
     run.begin(config, start if resume else None)
     loop = _Loop(config, options, run, models, validate, best, data_fingerprint(pairs), warn)
     return loop.run(StepData(dataset, config, options, start), start, on_step)

@@ -4,6 +4,7 @@ EMA of T, autocast) and the D and T updates on a batch each."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -16,6 +17,12 @@ from pan_cli.models.discriminator import Discriminator, build_discriminator
 from pan_cli.models.networks import build_generator
 from pan_cli.store.model import SavedModel
 from pan_cli.train.distributed import Group
+
+
+class Reader(Protocol):
+    """A source of each step's batches (pan_cli.train.batches.StepData is one)."""
+
+    def read(self) -> list[tuple[torch.Tensor, torch.Tensor]]: ...
 
 
 def make_ema(model: nn.Module, decay: float) -> AveragedModel:
@@ -189,3 +196,17 @@ def t_step(config: RunConfig, m: Models, x: torch.Tensor, y: torch.Tensor) -> tu
     if m.ema is not None:
         m.ema.update_parameters(m.T)
     return {k: v.detach().float() for k, v in terms.items()}, output.detach().float()
+
+
+def warm_up_d(config: RunConfig, m: Models, batches: Reader) -> None:
+    """config.d_warmup D updates against T as it starts, T unchanged, before the run's first step.
+    A fine-tune from T alone starts with a random D whose verdicts, and hidden-layer features,
+    say nothing yet: T's adversarial and perceptual gradients would then reward whatever fools
+    it. The batches come from a stream of their own, so the run's own batches (and its exact
+    resume, which begins after this) are unchanged."""
+    m.set_lr(config.lr)
+    done = 0
+    while done < config.d_warmup:
+        for x, y in batches.read()[: config.d_warmup - done]:
+            d_step(config, m, x, y)
+            done += 1
