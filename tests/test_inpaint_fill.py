@@ -4,17 +4,22 @@ fills `pan eval --task inpaint` scores beside the model."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from skimage.restoration import inpaint_biharmonic
+from torchvision.transforms.v2.functional import resize
 
 from pan_cli.datasets.holes import HOLE_KINDS, centre_mask, fill, make_hole, random_mask
-from pan_cli.datasets.images import to_uint8
+from pan_cli.datasets.images import to_float, to_uint8
 from pan_cli.infer.inpainting import _fill_at_scale, fill_scale, inpaint
 from pan_cli.infer.predictor import Predictor
+from pan_cli.models.geometry import Geometry
 from pan_cli.score.baselines import biharmonic_fill, mean_colour_fill
+from pan_cli.score.metrics import detail
 from tests.conftest import crop
 
 
@@ -64,6 +69,29 @@ def test_a_hole_is_filled_in_one_pass_at_its_scale_and_nothing_else_changes(trai
     with torch.inference_mode():
         one_pass = to_uint8(_fill_at_scale(model, fill(image, mask), mask, scale))
     assert torch.equal(filled[:, mask], one_pass[:, mask])
+
+
+class ShrunkPhoto:
+    """An oracle in place of T: whatever it is given, the clean photo at the size it was given."""
+
+    def __init__(self, photo: torch.Tensor, crop: int):
+        self.photo, self.config, self.geometry = to_float(photo), SimpleNamespace(image_size=crop), Geometry()
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return resize(self.photo, list(batch.shape[-2:]), antialias=True)[None]
+
+
+def test_a_perfect_fill_at_a_smaller_scale_keeps_most_of_the_photos_detail():
+    """The fill made at 0.6 of the size is enlarged bicubically: a perfect small fill keeps most
+    of the photo's fine structure (bilinear enlarging kept 0.58 on the Kodak photos; bicubic 0.68)."""
+    photo = crop("astronaut", 256, 256, 0, 100)
+    mask = centre_mask(256, 256, 0.5)
+    oracle = ShrunkPhoto(photo, 128)
+    assert fill_scale(mask, 128) == pytest.approx(0.6, rel=0.02)
+    kept = detail(photo, inpaint(oracle, photo, mask), mask)
+    shrunk = resize(to_float(photo), [154, 154], antialias=True)[None]
+    bilinear = to_uint8(F.interpolate(shrunk, size=(256, 256), mode="bilinear", align_corners=False)[0])
+    assert kept > 0.6 and kept > detail(photo, bilinear, mask) + 0.05
 
 
 def test_mean_colour_fill_uses_the_known_pixels_only():

@@ -85,7 +85,10 @@ def _fill_at_scale(model: Generator, filled: torch.Tensor, mask: torch.Tensor, s
     # every small pixel that any hole pixel falls in is a hole pixel
     small_mask = F.adaptive_max_pool2d(mask[None, None].float(), size)[0, 0] > 0
     predicted = model(with_mask_channel(small, small_mask)[None])
-    return F.interpolate(predicted, size=(height, width), mode="bilinear", align_corners=False)[0]
+    # bicubic, not bilinear: the clean photo shrunk to 0.6 and enlarged back keeps 0.68 of its
+    # detail (grey high-pass, metrics.detail) bicubic, 0.58 bilinear, on the Kodak half holes;
+    # the shipped model's fills 0.155 against 0.130, for -0.01 dB (values past [-1, 1] are clamped)
+    return F.interpolate(predicted, size=(height, width), mode="bicubic", align_corners=False)[0]
 
 
 def _fill_by_windows(model: Generator, filled: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
