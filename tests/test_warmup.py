@@ -81,3 +81,19 @@ def test_warm_up_without_a_discriminator_is_one_clear_error(run_pan, rain_pairs,
     assert result.stderr.strip().splitlines() == [
         "pan: error: --d-warmup: the l1 objective has no discriminator to warm up"]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_finetune_does_not_inherit_its_sources_warm_up(run_pan, rain_pairs, tmp_path):
+    common = ("--data", rain_pairs, "--steps", "1", "--sample-every", "0")
+    warmed = run_pan("train", "derain", *common, "--image-size", "24", "--batch-size", "2", "--d-warmup", "2",
+                     "--run-dir", tmp_path / "warmed")
+    assert warmed.exit_code == 0, warmed.stderr
+    assert "2 discriminator updates against the starting generator first" in warmed.stderr
+    source = tmp_path / "warmed" / "latest.pt"
+    tuned = run_pan("train", "derain", *common, "--finetune", source, "--run-dir", tmp_path / "tuned")
+    assert tuned.exit_code == 0, tuned.stderr
+    assert "discriminator updates" not in tuned.stderr
+    assert load_checkpoint(tmp_path / "tuned" / "latest.pt")["config"].d_warmup == 0
+    again = run_pan("train", "derain", *common, "--finetune", source, "--d-warmup", "3",
+                    "--run-dir", tmp_path / "again")
+    assert again.exit_code == 0 and load_checkpoint(tmp_path / "again" / "latest.pt")["config"].d_warmup == 3

@@ -3,7 +3,7 @@
 The run takes the starting model's settings (its generator, crop, losses, ...) except those
 given on the command line, so `pan train inpaint --data mine --finetune shipped --steps 2000`
 needs nothing else. Only the weights carry over: the step count, the optimisers' moments and
-the schedule (--steps, --lr-decay) start afresh, and --data is read as this command says
+the schedule (--steps, --lr-decay, --d-warmup) start afresh, and --data is read as this command says
 (pairs, or photos with --synthesize).
 """
 
@@ -19,10 +19,11 @@ from pan_cli.store.checkpoint import PRETRAINED, load_checkpoint
 from pan_cli.train.run_dir import SCHEDULE
 
 SHIPPED = "shipped"  # --finetune shipped: the task's pretrained model inside the package
-# Settings a fine-tuning run never takes from its source: how long it runs, and whether --data
-# holds pairs or clean photos to make inputs from (the shipped derain model learnt from
-# synthesized rain; a user's fine-tuning data may be real pairs).
-OWN = (*SCHEDULE, "synthesize")
+# Settings a fine-tuning run never takes from its source: how long it runs, how it starts (a
+# D warm-up belongs to the run that asked for it), and whether --data holds pairs or clean
+# photos to make inputs from (the shipped derain model learnt from synthesized rain; a user's
+# fine-tuning data may be real pairs).
+OWN = (*SCHEDULE, "d_warmup", "synthesize")
 
 
 def finetune_source(task: str, given: str) -> Path:
